@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# timed-freeze top-level Makefile.
+#
+#   make              build the module against the cached test kernel
+#   make KDIR=DIR     build the module against another (built) kernel tree
+#   make check        set-up, test kernel, module, tests in a VM
+#   make demo         the deadlock vector, broken, in a VM
+#   make kernel       set-up and the cached test kernel only
+#   make rust-analyzer  rust-project.json for editors
+#   make CLIPPY=1     build with clippy
+#
+# Kbuild reads ./Kbuild; this file is only for people.
+
+SHELL := /bin/bash
+SCRIPTS := $(CURDIR)/scripts
+ENV := . $(SCRIPTS)/env.sh
+
+# Toolchain variables the kernel build needs (see scripts/env.sh); a user
+# building against their own tree can override any of them.
+KMAKE_VARS = $(shell $(ENV) && tf_kmake_vars)
+
+ifeq ($(KDIR),)
+# Our own test kernel: set it up and build it first when needed.
+KDIR_DEP := kernel
+KDIR = $(shell $(SCRIPTS)/kernel --dir)
+endif
+
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KMAKE_VARS) $(if $(CLIPPY),CLIPPY=1)
+
+.PHONY: all module setup kernel check demo selftests rust-analyzer clean
+
+all: module
+
+setup:
+	$(SCRIPTS)/setup
+
+kernel: setup
+	$(SCRIPTS)/kernel >/dev/null
+
+module: $(KDIR_DEP)
+	$(KMAKE) modules
+
+rust-analyzer: $(KDIR_DEP)
+	$(KMAKE) rust-analyzer
+
+selftests: $(KDIR_DEP)
+	$(MAKE) -C selftests KDIR=$(KDIR)
+
+check: module selftests
+	$(SCRIPTS)/check
+
+demo: module selftests
+	$(SCRIPTS)/demo
+
+clean:
+	-[ -z "$(KDIR_DEP)" ] || [ ! -d "$(KDIR)" ] || $(KMAKE) clean
+	$(MAKE) -C selftests clean
+	rm -rf rust-project.json
