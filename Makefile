@@ -9,6 +9,7 @@
 #   make kernel       set-up and the cached test kernel only
 #   make rust-analyzer  rust-project.json for editors
 #   make CLIPPY=1     build with clippy
+#   make fmt          rustfmt the module's sources
 #
 # Kbuild reads ./Kbuild; this file is only for people.
 
@@ -28,7 +29,7 @@ endif
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KMAKE_VARS) $(if $(CLIPPY),CLIPPY=1)
 
-.PHONY: all module setup kernel check demo selftests rust-analyzer clean
+.PHONY: all module setup kernel check demo selftests rust-analyzer fmt clean
 
 all: module
 
@@ -40,6 +41,9 @@ kernel: setup
 
 module: $(KDIR_DEP)
 	$(KMAKE) modules
+
+fmt: $(KDIR_DEP)
+	$(ENV) && $$TF_RUSTFMT --edition 2021 --config-path $(KDIR)/source/.rustfmt.toml rust/*.rs
 
 rust-analyzer: $(KDIR_DEP)
 	$(KMAKE) rust-analyzer
