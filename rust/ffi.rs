@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The C helpers of `rust/helpers.c`.
+//!
+//! Each wraps a static inline function or macro of the kernel that bindgen cannot turn into
+//! a callable function; see that file for what each one is. All are `unsafe` to call: the
+//! pointers must be valid as the wrapped kernel function requires.
+
+use kernel::{bindings, prelude::*};
+
+// The bindgen types of these pointers contain empty structs, which the lint cannot tell
+// apart from unsized ones; the kernel's own `bindings` crate allows it for the same reason.
+#[allow(improper_ctypes)]
+extern "C" {
+    pub(crate) fn tf_percpu_rwsem_lockdep_acquire(
+        sem: *mut bindings::percpu_rw_semaphore,
+        ip: c_ulong,
+    );
+    pub(crate) fn tf_percpu_rwsem_lockdep_release(
+        sem: *mut bindings::percpu_rw_semaphore,
+        ip: c_ulong,
+    );
+    pub(crate) fn tf_percpu_rwsem_readers(sem: *mut bindings::percpu_rw_semaphore) -> c_uint;
+    pub(crate) fn tf_smp_mb();
+    pub(crate) fn tf_percpu_down_read(sem: *mut bindings::percpu_rw_semaphore);
+    pub(crate) fn tf_percpu_up_read(sem: *mut bindings::percpu_rw_semaphore);
+    pub(crate) fn tf_percpu_down_read_trylock(sem: *mut bindings::percpu_rw_semaphore) -> bool;
+    pub(crate) fn tf_kthread_run(
+        func: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
+        data: *mut c_void,
+        name: *const c_char,
+    ) -> *mut bindings::task_struct;
+    pub(crate) fn tf_percpu_rwsem_wait_block(
+        sem: *mut bindings::percpu_rw_semaphore,
+        timeout: c_long,
+    ) -> c_int;
+    pub(crate) fn tf_prepare_to_rcuwait(w: *mut bindings::rcuwait);
+    pub(crate) fn tf_set_current_state_killable();
+    pub(crate) fn tf_fatal_signal_pending() -> bool;
+    pub(crate) fn tf_spin_lock_irq(lock: *mut bindings::spinlock_t);
+    pub(crate) fn tf_spin_unlock_irq(lock: *mut bindings::spinlock_t);
+    pub(crate) fn tf_spin_lock_irqsave(lock: *mut bindings::spinlock_t) -> c_ulong;
+    pub(crate) fn tf_spin_unlock_irqrestore(lock: *mut bindings::spinlock_t, flags: c_ulong);
+    pub(crate) fn tf_wake_up_locked(wq: *mut bindings::wait_queue_head);
+    pub(crate) fn tf_wait_state_at_least(
+        wq: *mut bindings::wait_queue_head,
+        state: *mut c_int,
+        passed: c_int,
+    );
+    pub(crate) fn tf_wait_frozen_change(
+        sb: *mut bindings::super_block,
+        old: u16,
+        timeout: c_long,
+    ) -> c_long;
+    pub(crate) fn tf_wait_sb_born_or_dying(sb: *mut bindings::super_block);
+    pub(crate) fn tf_call_rcu_hurry(
+        head: *mut bindings::callback_head,
+        func: bindings::rcu_callback_t,
+    );
+}

@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C helpers for the Rust side of timed_freeze.
+ *
+ * bindgen cannot turn static inline functions and macros into callable
+ * functions, and the kernel's rust/helpers/ only cover what in-tree Rust
+ * code uses.  Each helper here wraps one such inline function or macro
+ * and carries no logic of its own, except tf_percpu_rwsem_wait_block(),
+ * which mirrors a static function of kernel/locking/percpu-rwsem.c (see
+ * there).  The Rust side declares them in rust/ffi.rs.
+ */
+
+#include <linux/fs.h>
+#include <linux/kthread.h>
+#include <linux/lockdep.h>
+#include <linux/percpu-rwsem.h>
+#include <linux/rcuwait.h>
+#include <linux/sched.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/task.h>
+#include <linux/wait.h>
+#include <linux/wait_bit.h>
+
+/* The s_flags bits rust/freeze.rs spells out (bindgen skips BIT()). */
+static_assert(SB_RDONLY == 1 << 0);
+static_assert(SB_DYING == 1 << 24);
+static_assert(SB_BORN == 1 << 29);
+
+/* rwsem_acquire(): the lockdep side of percpu_down_write(). */
+void tf_percpu_rwsem_lockdep_acquire(struct percpu_rw_semaphore *sem,
+				     unsigned long ip)
+{
+	rwsem_acquire(&sem->dep_map, 0, 0, ip);
+}
+
+/* rwsem_release(): the lockdep side of percpu_up_write(). */
+void tf_percpu_rwsem_lockdep_release(struct percpu_rw_semaphore *sem,
+				     unsigned long ip)
+{
+	rwsem_release(&sem->dep_map, ip);
+}
+
+/* per_cpu_sum(*sem->read_count), as readers_active_check() reads it. */
+unsigned int tf_percpu_rwsem_readers(struct percpu_rw_semaphore *sem)
+{
+	unsigned int sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		/* Racy on purpose, as readers_active_check(): a barrier follows. */
+		sum += data_race(per_cpu(*sem->read_count, cpu));
+	}
+	return sum;
+}
+
+/* Full barrier of readers_active_check() ("C matches B"). */
+void tf_smp_mb(void)
+{
+	/* If we observed the decrement, ensure we see the critical section. */
+	smp_mb();
+}
+
+/* percpu_down_read() / percpu_up_read(): static inline. */
+void tf_percpu_down_read(struct percpu_rw_semaphore *sem)
+{
+	percpu_down_read(sem);
+}
+
+void tf_percpu_up_read(struct percpu_rw_semaphore *sem)
+{
+	percpu_up_read(sem);
+}
+
+bool tf_percpu_down_read_trylock(struct percpu_rw_semaphore *sem)
+{
+	return percpu_down_read_trylock(sem);
+}
+
+/* kthread_run(): a macro.  For the KUnit tests' reader and writer threads. */
+struct task_struct *tf_kthread_run(int (*fn)(void *), void *data,
+				   const char *name)
+{
+	return kthread_run(fn, data, "%s", name);
+}
+
+/* prepare_to_rcuwait(): static inline. */
+void tf_prepare_to_rcuwait(struct rcuwait *w)
+{
+	prepare_to_rcuwait(w);
+}
+
+/* set_current_state(TASK_KILLABLE): a macro. */
+void tf_set_current_state_killable(void)
+{
+	set_current_state(TASK_KILLABLE);
+}
+
+/* fatal_signal_pending(current): static inline. */
+bool tf_fatal_signal_pending(void)
+{
+	return fatal_signal_pending(current);
+}
+
+/* spin_lock_irq() and friends: macros (rcu_sync's rss_lock). */
+void tf_spin_lock_irq(spinlock_t *lock)
+{
+	spin_lock_irq(lock);
+}
+
+void tf_spin_unlock_irq(spinlock_t *lock)
+{
+	spin_unlock_irq(lock);
+}
+
+unsigned long tf_spin_lock_irqsave(spinlock_t *lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(lock, flags);
+	return flags;
+}
+
+void tf_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
+{
+	spin_unlock_irqrestore(lock, flags);
+}
+
+/*
+ * call_rcu_hurry(): an alias of call_rcu() without CONFIG_RCU_LAZY, so it
+ * only resolves from C.
+ */
+void tf_call_rcu_hurry(struct rcu_head *head, rcu_callback_t func)
+{
+	call_rcu_hurry(head, func);
+}
+
+/* wake_up_locked(): a macro. */
+void tf_wake_up_locked(struct wait_queue_head *wq)
+{
+	wake_up_locked(wq);
+}
+
+/*
+ * wait_event(wq, READ_ONCE(*state) >= passed): the wait at the end of
+ * rcu_sync_enter() for a grace period another caller started.
+ */
+void tf_wait_state_at_least(struct wait_queue_head *wq, int *state, int passed)
+{
+	wait_event(*wq, READ_ONCE(*state) >= passed);
+}
+
+/*
+ * wait_var_event_killable_timeout(&sb->s_writers.frozen, frozen != old)
+ * for the timed variant of wait_for_partially_frozen() (fs/super.c).
+ * Returns > 0 when the state changed, 0 on timeout, -ERESTARTSYS on a
+ * fatal signal.
+ */
+long tf_wait_frozen_change(struct super_block *sb, unsigned short old,
+			   long timeout)
+{
+	unsigned short *frozen = &sb->s_writers.frozen;
+
+	might_sleep();
+	return ___wait_var_event(frozen,
+				 ___wait_cond_timeout(READ_ONCE(*frozen) != old),
+				 TASK_KILLABLE, 0, timeout,
+				 __ret = schedule_timeout(__ret));
+}
+
+/*
+ * wait_var_event(&sb->s_flags, super_flags(sb, SB_BORN | SB_DYING)): the
+ * wait of super_lock() (fs/super.c).
+ */
+static bool tf_sb_born_or_dying(struct super_block *sb)
+{
+	/* Pairs with smp_store_release() in super_wake(), as super_flags(). */
+	return smp_load_acquire(&sb->s_flags) & (SB_BORN | SB_DYING);
+}
+
+void tf_wait_sb_born_or_dying(struct super_block *sb)
+{
+	wait_var_event(&sb->s_flags, tf_sb_born_or_dying(sb));
+}
+
+/* Mirror of percpu_rwsem_wake_function() for a writer (kernel/locking/percpu-rwsem.c). */
+static int tf_percpu_rwsem_wake_writer(struct wait_queue_entry *wq_entry,
+				       unsigned int mode, int wake_flags,
+				       void *key)
+{
+	struct percpu_rw_semaphore *sem = key;
+	struct task_struct *p;
+
+	/* __percpu_down_write_trylock(); concurrent, can get stolen */
+	if (atomic_read(&sem->block) || atomic_xchg(&sem->block, 1) != 0)
+		return 1;
+
+	p = get_task_struct(wq_entry->private);
+	list_del_init(&wq_entry->entry);
+	/* Pairs with the smp_load_acquire() of the waiter: the lock is his. */
+	smp_store_release(&wq_entry->private, NULL);
+
+	wake_up_process(p);
+	put_task_struct(p);
+
+	return 1; /* wake 1 writer */
+}
+
+/*
+ * Mirror of percpu_rwsem_wait(sem, reader=false, freeze=false)
+ * (kernel/locking/percpu-rwsem.c, static), with a timeout and killable:
+ * wait until this writer owns sem->block.  The same steps in the same
+ * order; the differences are TASK_KILLABLE, schedule_timeout() and the
+ * exit that takes the entry off the queue when nobody handed the lock
+ * over.  Returns 0 when sem->block is ours, -ETIMEDOUT or -EINTR when it
+ * is not.
+ */
+int tf_percpu_rwsem_wait_block(struct percpu_rw_semaphore *sem, long timeout)
+{
+	DEFINE_WAIT_FUNC(wq_entry, tf_percpu_rwsem_wake_writer);
+	int ret = 0;
+	bool wait;
+
+	spin_lock_irq(&sem->waiters.lock);
+	/*
+	 * Serialize against the wakeup in percpu_up_write(), if we fail
+	 * the trylock, the wakeup must see us on the list.
+	 */
+	wait = atomic_read(&sem->block) || atomic_xchg(&sem->block, 1) != 0;
+	if (wait) {
+		wq_entry.flags |= WQ_FLAG_EXCLUSIVE;
+		__add_wait_queue_entry_tail(&sem->waiters, &wq_entry);
+	}
+	spin_unlock_irq(&sem->waiters.lock);
+
+	while (wait) {
+		set_current_state(TASK_KILLABLE);
+		/* Pairs with smp_store_release() in the wake function. */
+		if (!smp_load_acquire(&wq_entry.private))
+			break;
+		if (fatal_signal_pending(current))
+			ret = -EINTR;
+		else if (!timeout)
+			ret = -ETIMEDOUT;
+		else
+			timeout = schedule_timeout(timeout);
+		if (ret) {
+			spin_lock_irq(&sem->waiters.lock);
+			/* Handed over while we gave up: it is ours after all. */
+			if (!wq_entry.private)
+				ret = 0;
+			else
+				list_del_init(&wq_entry.entry);
+			spin_unlock_irq(&sem->waiters.lock);
+			break;
+		}
+	}
+	__set_current_state(TASK_RUNNING);
+	return ret;
+}
