@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The freeze and thaw ioctls of /dev/timed-freeze against loop-mounted
+ * ext4 and xfs: a real freeze (writers block until thaw), the holders
+ * (FITHAW thaws a default freeze, an OWNED one only by its file or on
+ * close), a writer held inside the write path (the freeze times out
+ * within its bound and leaves the filesystem unfrozen and writable), a
+ * fatal signal, and every error code of the UAPI.
+ *
+ * The held writer is a thread in splice() from an empty pipe into a file:
+ * do_splice() takes SB_FREEZE_WRITE (file_start_write()) and then waits
+ * for the pipe, as a write() from a FUSE-backed mmap waits for its daemon.
+ */
+#include <pthread.h>
+#include <sys/syscall.h>
+
+#include "kselftest_harness.h"
+#include "tf_util.h"
+
+/* How much later than timeout x attempts a timed-out freeze may return. */
+#define SLACK_MS 1500ULL
+
+struct held_writer {
+	int pipe[2];
+	int fd;
+	pthread_t thread;
+	ssize_t ret;
+};
+
+static void *held_writer_fn(void *arg)
+{
+	struct held_writer *hw = arg;
+
+	hw->ret = splice(hw->pipe[0], NULL, hw->fd, NULL, 4096, 0);
+	return NULL;
+}
+
+/* Start a writer that sits inside the write path of @dirfd/@name. */
+static int held_writer_start(struct held_writer *hw, int dirfd, const char *name)
+{
+	if (pipe(hw->pipe))
+		return -1;
+	hw->fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (hw->fd < 0)
+		return -1;
+	if (pthread_create(&hw->thread, NULL, held_writer_fn, hw))
+		return -1;
+	usleep(300 * 1000);	/* into splice(), holding SB_FREEZE_WRITE */
+	return 0;
+}
+
+/* Let it finish with @data; the bytes it wrote. */
+static ssize_t held_writer_finish(struct held_writer *hw, const char *data)
+{
+	if (write(hw->pipe[1], data, strlen(data)) < 0)
+		return -1;
+	close(hw->pipe[1]);
+	pthread_join(hw->thread, NULL);
+	close(hw->pipe[0]);
+	close(hw->fd);
+	return hw->ret;
+}
+
+FIXTURE(fs) {
+	struct tf_fs fs;
+	int dev;
+};
+
+FIXTURE_VARIANT(fs) {
+	const char *type;
+};
+
+FIXTURE_VARIANT_ADD(fs, ext4) {
+	.type = "ext4",
+};
+
+FIXTURE_VARIANT_ADD(fs, xfs) {
+	.type = "xfs",
+};
+
+FIXTURE_SETUP(fs)
+{
+	ASSERT_EQ(0, tf_fs_setup(&self->fs, variant->type));
+	self->dev = tf_open_dev();
+	ASSERT_LE(0, self->dev);
+}
+
+FIXTURE_TEARDOWN(fs)
+{
+	close(self->dev);
+	tf_fs_teardown(&self->fs);
+}
+
+/* Is the filesystem writable now?  A child's write must finish quickly. */
+static int fs_writable(int dirfd)
+{
+	pid_t pid = tf_write_child(dirfd, "probe", "probe\n");
+
+	return tf_wait_child(pid, 5000) == 0 && tf_file_is(dirfd, "probe", "probe\n");
+}
+
+TEST_F(fs, freeze_blocks_writers_until_fithaw)
+{
+	struct timed_freeze_args a;
+	long long freezes = tf_stat("freezes");
+	pid_t pid;
+
+	ASSERT_EQ(0, tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0, 0, &a));
+	EXPECT_EQ(1U, a.attempts);
+	EXPECT_EQ(0U, a.timed_out_level);
+	EXPECT_EQ(freezes + 1, tf_stat("freezes"));
+
+	/* Really frozen: a writer blocks ... */
+	pid = tf_write_child(self->fs.mfd, "data", "written after thaw\n");
+	EXPECT_EQ(-1, tf_wait_child(pid, 500));
+	/* ... until an ordinary FITHAW, since this is a userspace freeze. */
+	ASSERT_EQ(0, ioctl(self->fs.mfd, FITHAW, 0));
+	EXPECT_EQ(0, tf_wait_child(pid, 5000));
+	EXPECT_TRUE(tf_file_is(self->fs.mfd, "data", "written after thaw\n"));
+}
+
+TEST_F(fs, frozen_twice_is_ebusy)
+{
+	struct timed_freeze_args a;
+
+	ASSERT_EQ(0, tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0, 0, &a));
+	EXPECT_EQ(-EBUSY, tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0, 0, &a));
+	EXPECT_EQ(-1, ioctl(self->fs.mfd, FIFREEZE, 0));
+	EXPECT_EQ(EBUSY, errno);
+	/* The THAW ioctl without OWNED is FITHAW. */
+	EXPECT_EQ(0, tf_thaw(self->dev, self->fs.mfd, 0));
+	EXPECT_EQ(-EINVAL, tf_thaw(self->dev, self->fs.mfd, 0));
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+}
+
+TEST_F(fs, owned_freeze_thawed_by_close)
+{
+	struct timed_freeze_args a;
+	int dev2 = tf_open_dev();
+	pid_t pid;
+
+	ASSERT_LE(0, dev2);
+	ASSERT_EQ(0, tf_freeze(dev2, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0,
+			       TIMED_FREEZE_OWNED, &a));
+	/* Nobody else can thaw it. */
+	EXPECT_EQ(-1, ioctl(self->fs.mfd, FITHAW, 0));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-EINVAL, tf_thaw(self->dev, self->fs.mfd, TIMED_FREEZE_OWNED));
+	EXPECT_EQ(-EINVAL, tf_thaw(self->dev, self->fs.mfd, 0));
+
+	pid = tf_write_child(self->fs.mfd, "data", "after close\n");
+	EXPECT_EQ(-1, tf_wait_child(pid, 500));
+	/* Closing the owning file thaws it, as the death of its process would. */
+	close(dev2);
+	EXPECT_EQ(0, tf_wait_child(pid, 5000));
+	EXPECT_TRUE(tf_file_is(self->fs.mfd, "data", "after close\n"));
+}
+
+TEST_F(fs, owned_freeze_thawed_by_its_file)
+{
+	struct timed_freeze_args a;
+
+	ASSERT_EQ(0, tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0,
+			       TIMED_FREEZE_OWNED, &a));
+	EXPECT_EQ(0, tf_thaw(self->dev, self->fs.mfd, TIMED_FREEZE_OWNED));
+	EXPECT_EQ(-EINVAL, tf_thaw(self->dev, self->fs.mfd, TIMED_FREEZE_OWNED));
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+}
+
+TEST_F(fs, held_writer_times_out_and_nothing_stays_frozen)
+{
+	const unsigned long long timeout_ms = 300;
+	const unsigned int retries = 1;
+	long long timeouts = tf_stat("timeouts"), undone = tf_stat("undone_attempts");
+	struct timed_freeze_args a;
+	struct held_writer hw;
+	unsigned long long t0, took_ms;
+
+	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	t0 = tf_now_ns();
+	EXPECT_EQ(-ETIMEDOUT, tf_freeze(self->dev, self->fs.mfd,
+					timeout_ms * NSEC_PER_MSEC, retries, 0, &a));
+	took_ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
+	TH_LOG("ETIMEDOUT after %llu ms (kernel: %llu ms), %u attempts of %llu ms, level %u, %llu writer(s)",
+	       took_ms, a.elapsed_ns / NSEC_PER_MSEC, a.attempts, timeout_ms,
+	       a.timed_out_level, (unsigned long long)a.writers_inside);
+	EXPECT_EQ(retries + 1, a.attempts);
+	EXPECT_EQ(1U, a.timed_out_level);	/* SB_FREEZE_WRITE */
+	EXPECT_EQ(1ULL, a.writers_inside);
+	EXPECT_GE(a.elapsed_ns / NSEC_PER_MSEC, timeout_ms * a.attempts);
+	EXPECT_GE(took_ms, timeout_ms * a.attempts);
+	EXPECT_LE(took_ms, timeout_ms * a.attempts + SLACK_MS);
+	EXPECT_EQ(timeouts + 1, tf_stat("timeouts"));
+	EXPECT_EQ(undone + 2, tf_stat("undone_attempts"));
+
+	/* Nothing stays frozen: others write, and a stock freeze could start. */
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+
+	/* The held writer was never disturbed: it completes with its data. */
+	EXPECT_EQ(16, held_writer_finish(&hw, "held writer ok.\n"));
+	EXPECT_TRUE(tf_file_is(self->fs.mfd, "held", "held writer ok.\n"));
+
+	/* And once it is gone, the freeze succeeds. */
+	EXPECT_EQ(0, tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0, 0, &a));
+	EXPECT_EQ(0, ioctl(self->fs.mfd, FITHAW, 0));
+}
+
+TEST_F(fs, timeout_zero_is_one_attempt)
+{
+	struct timed_freeze_args a;
+	struct held_writer hw;
+	unsigned long long t0;
+
+	/* Idle: succeeds at once. */
+	ASSERT_EQ(0, tf_freeze(self->dev, self->fs.mfd, 0, 0, 0, &a));
+	EXPECT_EQ(1U, a.attempts);
+	ASSERT_EQ(0, ioctl(self->fs.mfd, FITHAW, 0));
+
+	/* Busy: fails without waiting for the writer. */
+	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	t0 = tf_now_ns();
+	EXPECT_EQ(-ETIMEDOUT, tf_freeze(self->dev, self->fs.mfd, 0, 0, 0, &a));
+	EXPECT_LE((tf_now_ns() - t0) / NSEC_PER_MSEC, SLACK_MS);
+	EXPECT_EQ(1U, a.attempts);
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_EQ(3, held_writer_finish(&hw, "ok\n"));
+}
+
+TEST_F(fs, fatal_signal_ends_the_wait)
+{
+	struct held_writer hw;
+	unsigned long long t0;
+	pid_t pid;
+
+	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	pid = fork();
+	if (pid == 0) {
+		struct timed_freeze_args a;
+
+		tf_freeze(self->dev, self->fs.mfd, 30000 * NSEC_PER_MSEC, 0, 0, &a);
+		_exit(0);
+	}
+	usleep(300 * 1000);
+	t0 = tf_now_ns();
+	kill(pid, SIGKILL);
+	EXPECT_EQ(128 + SIGKILL, tf_wait_child(pid, 5000));
+	EXPECT_LE((tf_now_ns() - t0) / NSEC_PER_MSEC, SLACK_MS);
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_EQ(3, held_writer_finish(&hw, "ok\n"));
+}
+
+static int cmp_ull(const void *a, const void *b)
+{
+	unsigned long long x = *(const unsigned long long *)a;
+	unsigned long long y = *(const unsigned long long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Freeze+thaw cycles with the normal and the expedited reader switch,
+ * interleaved; logs the medians (the measurement behind the option).
+ */
+TEST_F(fs, expedited_freeze)
+{
+	enum { N = 7 };
+	unsigned long long t[2][N];
+	struct timed_freeze_args a;
+
+	for (int i = 0; i < N; i++) {
+		for (int e = 0; e < 2; e++) {
+			ASSERT_EQ(0, tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0,
+					       e ? TIMED_FREEZE_EXPEDITED : 0, &a));
+			t[e][i] = a.elapsed_ns / 1000;
+			ASSERT_EQ(0, ioctl(self->fs.mfd, FITHAW, 0));
+		}
+	}
+	qsort(t[0], N, sizeof(t[0][0]), cmp_ull);
+	qsort(t[1], N, sizeof(t[1][0]), cmp_ull);
+	TH_LOG("freeze median: normal %llu us, expedited %llu us (%d runs each)",
+	       t[0][N / 2], t[1][N / 2], N);
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+}
+
+/* Errors that need no filesystem of ours. */
+FIXTURE(dev) {
+	int dev;
+	int tmpfd;	/* a file on a filesystem without freeze support */
+};
+
+FIXTURE_SETUP(dev)
+{
+	self->dev = tf_open_dev();
+	ASSERT_LE(0, self->dev);
+	self->tmpfd = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (self->tmpfd < 0)
+		self->tmpfd = open("/dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	ASSERT_LE(0, self->tmpfd);
+}
+
+FIXTURE_TEARDOWN(dev)
+{
+	close(self->tmpfd);
+	close(self->dev);
+}
+
+TEST_F(dev, bad_fd_is_ebadf)
+{
+	struct timed_freeze_args a;
+
+	EXPECT_EQ(-EBADF, tf_freeze(self->dev, -1, 0, 0, 0, &a));
+	EXPECT_EQ(-EBADF, tf_freeze(self->dev, 1000, 0, 0, 0, &a));
+	EXPECT_EQ(-EBADF, tf_thaw(self->dev, -1, 0));
+}
+
+TEST_F(dev, no_freeze_support_is_eopnotsupp)
+{
+	struct timed_freeze_args a;
+
+	EXPECT_EQ(-EOPNOTSUPP, tf_freeze(self->dev, self->tmpfd, 0, 0, 0, &a));
+}
+
+TEST_F(dev, bad_arguments_are_einval)
+{
+	struct timed_freeze_args a;
+	struct timed_thaw_args t = { .size = sizeof(t), .fd = self->tmpfd };
+
+	EXPECT_EQ(-EINVAL, tf_freeze(self->dev, self->tmpfd, 0, 0, 1ULL << 40, &a));
+	EXPECT_EQ(-EINVAL, tf_freeze(self->dev, self->tmpfd,
+				     TIMED_FREEZE_TIMEOUT_MAX_NS + 1, 0, 0, &a));
+	EXPECT_EQ(-EINVAL, tf_freeze(self->dev, self->tmpfd, 0,
+				     TIMED_FREEZE_RETRIES_MAX + 1, 0, &a));
+	/* The limits themselves are fine (and then the fs says no). */
+	EXPECT_EQ(-EOPNOTSUPP, tf_freeze(self->dev, self->tmpfd, TIMED_FREEZE_TIMEOUT_MAX_NS,
+					 TIMED_FREEZE_RETRIES_MAX, 0, &a));
+
+	/* Smaller than the first version. */
+	memset(&a, 0, sizeof(a));
+	a.size = TIMED_FREEZE_ARGS_SIZE_VER0 - 8;
+	a.fd = self->tmpfd;
+	EXPECT_EQ(-1, ioctl(self->dev, TIMED_FREEZE_IOC_FREEZE, &a));
+	EXPECT_EQ(EINVAL, errno);
+
+	t.__reserved = 1;
+	EXPECT_EQ(-1, ioctl(self->dev, TIMED_FREEZE_IOC_THAW, &t));
+	EXPECT_EQ(EINVAL, errno);
+	t.__reserved = 0;
+	t.flags = 1ULL << 5;
+	EXPECT_EQ(-1, ioctl(self->dev, TIMED_FREEZE_IOC_THAW, &t));
+	EXPECT_EQ(EINVAL, errno);
+	/* Thawing what is not frozen: as FITHAW. */
+	t.flags = 0;
+	EXPECT_EQ(-1, ioctl(self->dev, TIMED_FREEZE_IOC_THAW, &t));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+TEST_F(dev, larger_struct_from_newer_userspace)
+{
+	struct {
+		struct timed_freeze_args a;
+		__u64 future[2];
+	} big;
+
+	memset(&big, 0, sizeof(big));
+	big.a.size = sizeof(big);
+	big.a.fd = self->tmpfd;
+	/* Unknown trailing bytes that are zero are fine ... */
+	EXPECT_EQ(-1, ioctl(self->dev, TIMED_FREEZE_IOC_FREEZE, &big));
+	EXPECT_EQ(EOPNOTSUPP, errno);
+	/* ... non-zero ones are E2BIG. */
+	big.future[1] = 1;
+	EXPECT_EQ(-1, ioctl(self->dev, TIMED_FREEZE_IOC_FREEZE, &big));
+	EXPECT_EQ(E2BIG, errno);
+}
+
+TEST_F(dev, unprivileged_is_eperm)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct timed_freeze_args a;
+
+		/* Leaving uid 0 drops every capability; the fd stays open. */
+		if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
+			_exit(2);
+		_exit(tf_freeze(self->dev, self->tmpfd, 0, 0, 0, &a) == -EPERM &&
+		      tf_thaw(self->dev, self->tmpfd, 0) == -EPERM ? 0 : 1);
+	}
+	EXPECT_EQ(0, tf_wait_child(pid, 5000));
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the timed-freeze kselftests: a loop-mounted
+ * filesystem on a private tmpfs, the ioctls, timing and child writers.
+ */
+#ifndef TF_UTIL_H
+#define TF_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/fs.h>
+#include <linux/timed_freeze.h>
+
+#define NSEC_PER_MSEC 1000000ULL
+
+struct tf_fs {
+	char dir[64];		/* private tmpfs holding the image */
+	char img[96];
+	char mnt[96];
+	int mfd;		/* O_DIRECTORY fd on the mounted fs */
+};
+
+static inline unsigned long long tf_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static inline int tf_run(const char *fmt, ...)
+	__attribute__((format(printf, 1, 2)));
+
+static inline int tf_run(const char *fmt, ...)
+{
+	char cmd[512];
+	va_list ap;
+	int ret;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	ret = system(cmd);
+	return WIFEXITED(ret) ? WEXITSTATUS(ret) : -1;
+}
+
+/* mkfs and loop-mount a filesystem of @type; 0 or -1. */
+static inline int tf_fs_setup(struct tf_fs *fs, const char *type)
+{
+	const char *mkfs = strcmp(type, "xfs") ? "mkfs.ext4 -q -F" : "mkfs.xfs -q -f";
+
+	strcpy(fs->dir, "/tmp/tf.XXXXXX");
+	fs->mfd = -1;
+	if (!mkdtemp(fs->dir))
+		return -1;
+	if (mount("tf-tmp", fs->dir, "tmpfs", 0, "size=1g"))
+		return -1;
+	snprintf(fs->img, sizeof(fs->img), "%s/img", fs->dir);
+	snprintf(fs->mnt, sizeof(fs->mnt), "%s/mnt", fs->dir);
+	if (mkdir(fs->mnt, 0755))
+		return -1;
+	if (tf_run("truncate -s 320M %s && %s %s >/dev/null 2>&1 && mount -t %s -o loop %s %s",
+		   fs->img, mkfs, fs->img, type, fs->img, fs->mnt))
+		return -1;
+	fs->mfd = open(fs->mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fs->mfd < 0 ? -1 : 0;
+}
+
+static inline void tf_fs_teardown(struct tf_fs *fs)
+{
+	if (fs->mfd >= 0) {
+		ioctl(fs->mfd, FITHAW, 0);
+		close(fs->mfd);
+	}
+	umount2(fs->mnt, 0);
+	umount2(fs->dir, MNT_DETACH);
+	rmdir(fs->dir);
+}
+
+static inline int tf_open_dev(void)
+{
+	return open(TIMED_FREEZE_DEVICE, O_RDWR | O_CLOEXEC);
+}
+
+/* TIMED_FREEZE_IOC_FREEZE; 0 or -errno, @a filled in. */
+static inline int tf_freeze(int dev, int fd, unsigned long long timeout_ns,
+			    unsigned int retries, unsigned long long flags,
+			    struct timed_freeze_args *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->size = sizeof(*a);
+	a->flags = flags;
+	a->timeout_ns = timeout_ns;
+	a->fd = fd;
+	a->retries = retries;
+	return ioctl(dev, TIMED_FREEZE_IOC_FREEZE, a) ? -errno : 0;
+}
+
+/* TIMED_FREEZE_IOC_THAW; 0 or -errno. */
+static inline int tf_thaw(int dev, int fd, unsigned long long flags)
+{
+	struct timed_thaw_args a = {
+		.size = sizeof(a),
+		.flags = flags,
+		.fd = fd,
+	};
+
+	return ioctl(dev, TIMED_FREEZE_IOC_THAW, &a) ? -errno : 0;
+}
+
+/* Fork a child that writes @data to @dir/@name and exits 0 on success. */
+static inline pid_t tf_write_child(int dirfd, const char *name, const char *data)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		size_t len = strlen(data);
+		int fd;
+
+		/*
+		 * Keep no other file of the parent open: an inherited
+		 * /dev/timed-freeze file would keep its owned freezes.
+		 */
+		for (fd = 3; fd < 1024; fd++)
+			if (fd != dirfd)
+				close(fd);
+		fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (fd < 0 || write(fd, data, len) != (ssize_t)len || fsync(fd))
+			_exit(1);
+		_exit(0);
+	}
+	return pid;
+}
+
+/* Wait up to @ms for @pid; its exit status, or -1 if it is still running. */
+static inline int tf_wait_child(pid_t pid, int ms)
+{
+	int status;
+
+	for (int i = 0; i <= ms / 10; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		usleep(10000);
+	}
+	return -1;
+}
+
+/* Whether @dir/@name holds exactly @data. */
+static inline int tf_file_is(int dirfd, const char *name, const char *data)
+{
+	char buf[256] = {};
+	int fd = openat(dirfd, name, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	return n == (ssize_t)strlen(data) && !memcmp(buf, data, n);
+}
+
+/* A counter from /sys/kernel/debug/timed_freeze/stats, or -1. */
+static inline long long tf_stat(const char *key)
+{
+	FILE *f = fopen("/sys/kernel/debug/timed_freeze/stats", "r");
+	char k[64];
+	long long v, ret = -1;
+
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63[^:]: %lld\n", k, &v) == 2)
+		if (!strcmp(k, key))
+			ret = v;
+	fclose(f);
+	return ret;
+}
+
+#endif /* TF_UTIL_H */
