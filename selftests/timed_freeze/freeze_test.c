@@ -181,7 +181,7 @@ TEST_F(fs, held_writer_times_out_and_nothing_stays_frozen)
 	EXPECT_EQ(-ETIMEDOUT, tf_freeze(self->dev, self->fs.mfd,
 					timeout_ms * NSEC_PER_MSEC, retries, 0, &a));
 	took_ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
-	TH_LOG("ETIMEDOUT after %llu ms (kernel: %llu ms), %u attempts of %llu ms, level %u, %llu writer(s)",
+	TH_LOG("ETIMEDOUT after %llu ms (kernel %llu), %u x %llu ms, level %u, %llu writer(s)",
 	       took_ms, a.elapsed_ns / NSEC_PER_MSEC, a.attempts, timeout_ms,
 	       a.timed_out_level, (unsigned long long)a.writers_inside);
 	EXPECT_EQ(retries + 1, a.attempts);

@@ -40,9 +40,6 @@ static inline unsigned long long tf_now_ns(void)
 }
 
 static inline int tf_run(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
-
-static inline int tf_run(const char *fmt, ...)
 {
 	char cmd[512];
 	va_list ap;
@@ -60,7 +57,7 @@ static inline int tf_fs_setup(struct tf_fs *fs, const char *type)
 {
 	const char *mkfs = strcmp(type, "xfs") ? "mkfs.ext4 -q -F" : "mkfs.xfs -q -f";
 
-	strcpy(fs->dir, "/tmp/tf.XXXXXX");
+	snprintf(fs->dir, sizeof(fs->dir), "/tmp/tf.XXXXXX");
 	fs->mfd = -1;
 	if (!mkdtemp(fs->dir))
 		return -1;

@@ -1,0 +1,477 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The deadlock vector of the linux-fsdevel thread, for real, with FUSE:
+ *
+ *   thread A:  write(fsA_fd, mmap(fsB_file))   holds fsA SB_FREEZE_WRITE,
+ *                                              faults on fsB -> FUSE READ
+ *   freezer:   freeze fsA                      waits for A, blocks writers
+ *   daemon:    READ handler: write(fsA_fd2)    blocks behind the freezer
+ *
+ * fsA is ext4 or xfs on a loop device; fsB is a FUSE filesystem served by
+ * a daemon forked here (libfuse3) whose first READ waits for the test's
+ * "go", writes a line to fsA, and answers when the test says "answer"
+ * (at once, or only later for the held daemon).  The stock FIFREEZE wedges on this; the timed
+ * freeze times out, undoes itself so the daemon's write gets through, and
+ * succeeds on its retry.
+ */
+#define FUSE_USE_VERSION 31
+#include <fuse.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/sysmacros.h>
+
+#include "kselftest_harness.h"
+#include "tf_util.h"
+
+#define FILE_SIZE	(64 * 1024)
+#define SLACK_MS	1500ULL
+/* How long the stock FIFREEZE gets before we call it wedged. */
+#define WATCHDOG_MS	3000
+
+static unsigned char pattern(size_t off)
+{
+	return (off * 7 + off / 4096) % 251;
+}
+
+/* --- the daemon (a forked child) --- */
+
+struct daemon_ctl {
+	int evt[2];	/* daemon -> test: 'r' got READ, 'w' wrote to fsA */
+	int go[2];	/* test -> daemon: write to fsA now */
+	int ans[2];	/* test -> daemon: answer now */
+	char fsa_file[128];
+};
+
+static struct daemon_ctl *dctl;
+
+static int d_getattr(const char *path, struct stat *st, struct fuse_file_info *fi)
+{
+	memset(st, 0, sizeof(*st));
+	if (!strcmp(path, "/")) {
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		return 0;
+	}
+	if (!strcmp(path, "/data")) {
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = FILE_SIZE;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static int d_open(const char *path, struct fuse_file_info *fi)
+{
+	if (strcmp(path, "/data"))
+		return -ENOENT;
+	return (fi->flags & O_ACCMODE) == O_RDONLY ? 0 : -EACCES;
+}
+
+static void d_signal(char c)
+{
+	if (write(dctl->evt[1], &c, 1) != 1)
+		_exit(3);
+}
+
+static int d_read(const char *path, char *buf, size_t size, off_t off,
+		  struct fuse_file_info *fi)
+{
+	static int first = 1;
+	char c;
+
+	/* Only the first READ takes part in the vector; the rest answer. */
+	if (__atomic_exchange_n(&first, 0, __ATOMIC_SEQ_CST)) {
+		d_signal('r');
+		/* Wait for the test's go: the freezer is pending by then. */
+		if (read(dctl->go[0], &c, 1) == 1) {
+			int fd = open(dctl->fsa_file, O_WRONLY | O_CREAT | O_APPEND, 0644);
+
+			/* This is the write that the stock freeze blocks forever. */
+			if (fd < 0 || write(fd, "daemon wrote\n", 13) != 13)
+				_exit(4);
+			close(fd);
+			d_signal('w');
+		}
+		/* Then wait for the test's "answer" (at once, or held). */
+		if (read(dctl->ans[0], &c, 1) != 1)
+			return -EIO;
+	}
+	if (off >= FILE_SIZE)
+		return 0;
+	if (off + size > FILE_SIZE)
+		size = FILE_SIZE - off;
+	for (size_t i = 0; i < size; i++)
+		buf[i] = pattern(off + i);
+	return size;
+}
+
+static const struct fuse_operations d_ops = {
+	.getattr = d_getattr,
+	.open = d_open,
+	.read = d_read,
+};
+
+static void daemon_main(const char *mnt)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse *f;
+
+	if (fuse_opt_add_arg(&args, "tf-fused"))
+		_exit(2);
+	f = fuse_new(&args, &d_ops, sizeof(d_ops), NULL);
+	if (!f || fuse_mount(f, mnt))
+		_exit(2);
+	/*
+	 * Multi-threaded, as real daemons are: other requests (FLUSH from a
+	 * forked child closing its copy of a FUSE file) are answered while
+	 * the first READ waits.
+	 */
+	fuse_loop_mt(f, 0);
+	fuse_unmount(f);
+	fuse_destroy(f);
+	_exit(0);
+}
+
+/* --- thread A and the freezer --- */
+
+struct vec {
+	int mfd;		/* fsA */
+	char fuse_mnt[128];
+	ssize_t a_ret;
+	int freeze_ret;
+	struct timed_freeze_args args;
+	int dev;
+	unsigned long long timeout_ms;
+	unsigned int retries;
+};
+
+static void *thread_a(void *arg)
+{
+	struct vec *v = arg;
+	char path[160];
+	void *p;
+	int src, dst;
+
+	snprintf(path, sizeof(path), "%s/data", v->fuse_mnt);
+	src = open(path, O_RDONLY);
+	dst = openat(v->mfd, "dest", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (src < 0 || dst < 0) {
+		v->a_ret = -2;
+		return NULL;
+	}
+	p = mmap(NULL, FILE_SIZE, PROT_READ, MAP_SHARED, src, 0);
+	if (p == MAP_FAILED) {
+		v->a_ret = -3;
+		return NULL;
+	}
+	/* The fault on p happens inside write(), under SB_FREEZE_WRITE. */
+	v->a_ret = write(dst, p, FILE_SIZE);
+	if (v->a_ret < 0)
+		v->a_ret = -errno;
+	munmap(p, FILE_SIZE);
+	close(src);
+	close(dst);
+	return NULL;
+}
+
+static void *thread_freezer(void *arg)
+{
+	struct vec *v = arg;
+
+	v->freeze_ret = tf_freeze(v->dev, v->mfd, v->timeout_ms * NSEC_PER_MSEC,
+				  v->retries, 0, &v->args);
+	return NULL;
+}
+
+/* Wait up to @ms for the daemon to send @want; 1 when it did. */
+static int wait_event(int fd, char want, int ms)
+{
+	for (int i = 0; i < ms / 10; i++) {
+		char c;
+
+		if (read(fd, &c, 1) == 1 && c == want)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+static int send_byte(int fd)
+{
+	return write(fd, "x", 1) == 1 ? 0 : -1;
+}
+
+/* Whether dest on fsA holds exactly the FUSE file's bytes. */
+static int dest_is_right(int mfd)
+{
+	static unsigned char buf[FILE_SIZE];
+	int fd = openat(mfd, "dest", O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf));
+	close(fd);
+	if (n != FILE_SIZE)
+		return 0;
+	for (size_t i = 0; i < FILE_SIZE; i++)
+		if (buf[i] != pattern(i))
+			return 0;
+	return 1;
+}
+
+/* Any task in D state?  The name of the first, or NULL. */
+static const char *task_in_d_state(void)
+{
+	static char name[64];
+	char path[64], line[512];
+	FILE *f;
+
+	for (int pid = 2; pid < 32768; pid++) {
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(line, sizeof(line), f)) {
+			char *r = strrchr(line, ')');
+
+			if (r && r[1] == ' ' && r[2] == 'D') {
+				snprintf(name, sizeof(name), "%.*s", (int)(r - line), line);
+				fclose(f);
+				return name;
+			}
+		}
+		fclose(f);
+	}
+	return NULL;
+}
+
+FIXTURE(vec) {
+	struct tf_fs fs;
+	struct daemon_ctl ctl;
+	struct vec v;
+	pid_t daemon;
+	pthread_t a;
+	int a_started;
+	unsigned int fuse_conn;	/* /sys/fs/fuse/connections/N */
+};
+
+FIXTURE_VARIANT(vec) {
+	const char *type;
+};
+
+FIXTURE_VARIANT_ADD(vec, ext4) {
+	.type = "ext4",
+};
+
+FIXTURE_VARIANT_ADD(vec, xfs) {
+	.type = "xfs",
+};
+
+FIXTURE_SETUP(vec)
+{
+	struct stat st;
+
+	ASSERT_EQ(0, tf_fs_setup(&self->fs, variant->type));
+	self->v.dev = tf_open_dev();
+	ASSERT_LE(0, self->v.dev);
+	self->v.mfd = self->fs.mfd;
+	snprintf(self->v.fuse_mnt, sizeof(self->v.fuse_mnt), "%s/fuse", self->fs.dir);
+	ASSERT_EQ(0, mkdir(self->v.fuse_mnt, 0755));
+	snprintf(self->ctl.fsa_file, sizeof(self->ctl.fsa_file), "%s/daemon", self->fs.mnt);
+	ASSERT_EQ(0, pipe2(self->ctl.evt, O_NONBLOCK));
+	ASSERT_EQ(0, pipe(self->ctl.go));
+	ASSERT_EQ(0, pipe(self->ctl.ans));
+
+	self->daemon = fork();
+	ASSERT_LE(0, self->daemon);
+	if (self->daemon == 0) {
+		/* Hold nothing of the test's open: fsA must unmount later. */
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != self->ctl.evt[1] && fd != self->ctl.go[0] &&
+			    fd != self->ctl.ans[0])
+				close(fd);
+		dctl = &self->ctl;
+		daemon_main(self->v.fuse_mnt);
+	}
+	for (int i = 0; i < 500; i++) {
+		char path[160];
+
+		snprintf(path, sizeof(path), "%s/data", self->v.fuse_mnt);
+		if (!stat(path, &st) && st.st_size == FILE_SIZE)
+			break;
+		usleep(10000);
+	}
+	ASSERT_EQ(FILE_SIZE, st.st_size);
+	/* Now: once the vector is set up, a stat() of the mount may wedge. */
+	ASSERT_EQ(0, stat(self->v.fuse_mnt, &st));
+	self->fuse_conn = minor(st.st_dev);
+}
+
+FIXTURE_TEARDOWN(vec)
+{
+	ioctl(self->fs.mfd, FITHAW, 0);
+	send_byte(self->ctl.go[1]);
+	send_byte(self->ctl.ans[1]);
+	if (self->a_started)
+		pthread_join(self->a, NULL);
+	umount2(self->v.fuse_mnt, MNT_DETACH);
+	kill(self->daemon, SIGKILL);
+	waitpid(self->daemon, NULL, 0);
+	close(self->v.dev);
+	tf_fs_teardown(&self->fs);
+}
+
+/* Thread A in the write, its fault in the daemon's READ handler. */
+static int start_thread_a(struct _test_data_vec *self)
+{
+	if (pthread_create(&self->a, NULL, thread_a, &self->v))
+		return -1;
+	self->a_started = 1;
+	return wait_event(self->ctl.evt[0], 'r', 10000) ? 0 : -1;
+}
+
+/* After a case: A's data is exact, the fs checks clean, nobody is in D. */
+static void check_integrity(struct __test_metadata *_metadata,
+			    struct _test_data_vec *self, const char *type, int data)
+{
+	const char *d;
+
+	if (data) {
+		EXPECT_EQ(FILE_SIZE, self->v.a_ret);
+		EXPECT_TRUE(dest_is_right(self->fs.mfd));
+	}
+	EXPECT_TRUE(tf_file_is(self->fs.mfd, "daemon", "daemon wrote\n"));
+	close(self->fs.mfd);
+	self->fs.mfd = -1;
+	umount2(self->v.fuse_mnt, MNT_DETACH);
+	ASSERT_EQ(0, umount2(self->fs.mnt, 0));
+	EXPECT_EQ(0, tf_run(strcmp(type, "xfs") ? "e2fsck -fn %s >/dev/null 2>&1" :
+			    "xfs_repair -n %s >/dev/null 2>&1", self->fs.img));
+	d = task_in_d_state();
+	EXPECT_EQ(NULL, d) TH_LOG("task in D state: %s", d);
+}
+
+TEST_F(vec, timed_freeze_breaks_the_chain)
+{
+	const unsigned long long timeout_ms = 1000;
+	pthread_t fr;
+	pid_t pid;
+
+	ASSERT_EQ(0, start_thread_a(self));
+	self->v.timeout_ms = timeout_ms;
+	self->v.retries = 2;
+	ASSERT_EQ(0, pthread_create(&fr, NULL, thread_freezer, &self->v));
+	usleep(150 * 1000);	/* the freezer now waits for A */
+	ASSERT_EQ(0, send_byte(self->ctl.go[1]));
+	ASSERT_EQ(0, send_byte(self->ctl.ans[1]));	/* answers once it wrote */
+
+	pthread_join(fr, NULL);
+	TH_LOG("freeze: %d after %u attempts, %llu ms (timed out at level %u, %llu writer(s))",
+	       self->v.freeze_ret, self->v.args.attempts,
+	       self->v.args.elapsed_ns / NSEC_PER_MSEC, self->v.args.timed_out_level,
+	       (unsigned long long)self->v.args.writers_inside);
+	ASSERT_EQ(0, self->v.freeze_ret);
+	/* The first attempt timed out on the vector; the retry succeeded. */
+	EXPECT_EQ(2U, self->v.args.attempts);
+	EXPECT_EQ(1U, self->v.args.timed_out_level);
+	EXPECT_GE(self->v.args.elapsed_ns / NSEC_PER_MSEC, timeout_ms);
+	EXPECT_LE(self->v.args.elapsed_ns / NSEC_PER_MSEC, timeout_ms + SLACK_MS);
+	EXPECT_TRUE(wait_event(self->ctl.evt[0], 'w', 1000));
+
+	/* fsA is really frozen now ... */
+	pid = tf_write_child(self->fs.mfd, "probe", "probe\n");
+	EXPECT_EQ(-1, tf_wait_child(pid, 300));
+	ASSERT_EQ(0, ioctl(self->fs.mfd, FITHAW, 0));
+	EXPECT_EQ(0, tf_wait_child(pid, 5000));
+
+	pthread_join(self->a, NULL);
+	self->a_started = 0;
+	check_integrity(_metadata, self, variant->type, 1);
+}
+
+TEST_F(vec, held_daemon_times_out_unfrozen)
+{
+	const unsigned long long timeout_ms = 300;
+	pthread_t fr;
+	pid_t pid;
+
+	ASSERT_EQ(0, start_thread_a(self));
+	self->v.timeout_ms = timeout_ms;
+	self->v.retries = 2;
+	ASSERT_EQ(0, pthread_create(&fr, NULL, thread_freezer, &self->v));
+	usleep(150 * 1000);
+	ASSERT_EQ(0, send_byte(self->ctl.go[1]));
+
+	pthread_join(fr, NULL);
+	TH_LOG("freeze: %d after %u attempts, %llu ms (bound [%llu, %llu])",
+	       self->v.freeze_ret, self->v.args.attempts,
+	       self->v.args.elapsed_ns / NSEC_PER_MSEC, 3 * timeout_ms,
+	       3 * timeout_ms + SLACK_MS);
+	EXPECT_EQ(-ETIMEDOUT, self->v.freeze_ret);
+	EXPECT_EQ(3U, self->v.args.attempts);
+	EXPECT_GE(self->v.args.elapsed_ns / NSEC_PER_MSEC, 3 * timeout_ms);
+	EXPECT_LE(self->v.args.elapsed_ns / NSEC_PER_MSEC, 3 * timeout_ms + SLACK_MS);
+	/* The undo let the daemon's write through ... */
+	EXPECT_TRUE(wait_event(self->ctl.evt[0], 'w', 1000));
+	/* ... and left fsA unfrozen and writable. */
+	pid = tf_write_child(self->fs.mfd, "probe", "probe\n");
+	EXPECT_EQ(0, tf_wait_child(pid, 5000));
+
+	/* Released, the daemon answers and everything completes. */
+	ASSERT_EQ(0, send_byte(self->ctl.ans[1]));
+	pthread_join(self->a, NULL);
+	self->a_started = 0;
+	check_integrity(_metadata, self, variant->type, 1);
+}
+
+/*
+ * The stock path: FIFREEZE on the same vector does not return.  The
+ * expectation "returns within the watchdog" fails (reported as XFAIL), then
+ * the system is rescued by aborting the FUSE connection.
+ */
+TEST_F_TIMEOUT(vec, stock_fifreeze, 120)
+{
+	char path[96];
+	pid_t freezer;
+	int returned, fd;
+
+	ASSERT_EQ(0, send_byte(self->ctl.ans[1]));
+	ASSERT_EQ(0, start_thread_a(self));
+	freezer = fork();
+	ASSERT_LE(0, freezer);
+	if (freezer == 0)
+		_exit(ioctl(self->fs.mfd, FIFREEZE, 0) ? 1 : 0);
+	usleep(150 * 1000);
+	ASSERT_EQ(0, send_byte(self->ctl.go[1]));
+
+	returned = tf_wait_child(freezer, WATCHDOG_MS);
+	TH_LOG("stock FIFREEZE %s within %d ms; daemon's write %s",
+	       returned < 0 ? "did not return" : "returned", WATCHDOG_MS,
+	       wait_event(self->ctl.evt[0], 'w', 10) ? "done" : "blocked");
+	EXPECT_LE(0, returned);
+
+	/* Rescue: abort the FUSE connection; A's fault fails, A leaves. */
+	mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL);
+	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", self->fuse_conn);
+	fd = open(path, O_WRONLY);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(1, write(fd, "1", 1));
+	close(fd);
+	pthread_join(self->a, NULL);
+	self->a_started = 0;
+	TH_LOG("rescued: thread A's write returned %zd", self->v.a_ret);
+	/* The freeze then completes; thawing lets the daemon finish. */
+	if (returned < 0)
+		ASSERT_EQ(0, tf_wait_child(freezer, 5000));
+	ASSERT_EQ(0, ioctl(self->fs.mfd, FITHAW, 0));
+	ASSERT_TRUE(wait_event(self->ctl.evt[0], 'w', 5000));
+	/* A's data is lost (that is the rescue), but fsA is clean. */
+	check_integrity(_metadata, self, variant->type, 0);
+}
+
+XFAIL_ADD(vec, ext4, stock_fifreeze);
+XFAIL_ADD(vec, xfs, stock_fifreeze);
+
+TEST_HARNESS_MAIN
