@@ -18,6 +18,7 @@
 #include <fuse.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <stdarg.h>
 #include <sys/sysmacros.h>
 
 #include "kselftest_harness.h"
@@ -269,23 +270,26 @@ FIXTURE_VARIANT_ADD(vec, xfs) {
 	.type = "xfs",
 };
 
-FIXTURE_SETUP(vec)
+/* fsA of @type, the daemon and its FUSE mount; 0 or -1. */
+static int vector_setup(struct _test_data_vec *self, const char *type)
 {
-	struct stat st;
+	struct stat st = {};
 
-	ASSERT_EQ(0, tf_fs_setup(&self->fs, variant->type));
+	if (tf_fs_setup(&self->fs, type))
+		return -1;
 	self->v.dev = tf_open_dev();
-	ASSERT_LE(0, self->v.dev);
+	if (self->v.dev < 0)
+		return -1;
 	self->v.mfd = self->fs.mfd;
 	snprintf(self->v.fuse_mnt, sizeof(self->v.fuse_mnt), "%s/fuse", self->fs.dir);
-	ASSERT_EQ(0, mkdir(self->v.fuse_mnt, 0755));
 	snprintf(self->ctl.fsa_file, sizeof(self->ctl.fsa_file), "%s/daemon", self->fs.mnt);
-	ASSERT_EQ(0, pipe2(self->ctl.evt, O_NONBLOCK));
-	ASSERT_EQ(0, pipe(self->ctl.go));
-	ASSERT_EQ(0, pipe(self->ctl.ans));
+	if (mkdir(self->v.fuse_mnt, 0755) || pipe2(self->ctl.evt, O_NONBLOCK) ||
+	    pipe(self->ctl.go) || pipe(self->ctl.ans))
+		return -1;
 
 	self->daemon = fork();
-	ASSERT_LE(0, self->daemon);
+	if (self->daemon < 0)
+		return -1;
 	if (self->daemon == 0) {
 		/* Hold nothing of the test's open: fsA must unmount later. */
 		for (int fd = 3; fd < 1024; fd++)
@@ -303,13 +307,14 @@ FIXTURE_SETUP(vec)
 			break;
 		usleep(10000);
 	}
-	ASSERT_EQ(FILE_SIZE, st.st_size);
 	/* Now: once the vector is set up, a stat() of the mount may wedge. */
-	ASSERT_EQ(0, stat(self->v.fuse_mnt, &st));
+	if (st.st_size != FILE_SIZE || stat(self->v.fuse_mnt, &st))
+		return -1;
 	self->fuse_conn = minor(st.st_dev);
+	return 0;
 }
 
-FIXTURE_TEARDOWN(vec)
+static void vector_teardown(struct _test_data_vec *self)
 {
 	ioctl(self->fs.mfd, FITHAW, 0);
 	send_byte(self->ctl.go[1]);
@@ -323,6 +328,32 @@ FIXTURE_TEARDOWN(vec)
 	tf_fs_teardown(&self->fs);
 }
 
+/* Abort the FUSE connection: every request in flight fails. */
+static int abort_fuse(struct _test_data_vec *self)
+{
+	char path[96];
+	int fd, ret;
+
+	mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL);
+	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", self->fuse_conn);
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return -1;
+	ret = write(fd, "1", 1) == 1 ? 0 : -1;
+	close(fd);
+	return ret;
+}
+
+FIXTURE_SETUP(vec)
+{
+	ASSERT_EQ(0, vector_setup(self, variant->type));
+}
+
+FIXTURE_TEARDOWN(vec)
+{
+	vector_teardown(self);
+}
+
 /* Thread A in the write, its fault in the daemon's READ handler. */
 static int start_thread_a(struct _test_data_vec *self)
 {
@@ -331,6 +362,8 @@ static int start_thread_a(struct _test_data_vec *self)
 	self->a_started = 1;
 	return wait_event(self->ctl.evt[0], 'r', 10000) ? 0 : -1;
 }
+
+#ifndef TF_DEMO
 
 /* After a case: A's data is exact, the fs checks clean, nobody is in D. */
 static void check_integrity(struct __test_metadata *_metadata,
@@ -433,9 +466,8 @@ TEST_F(vec, held_daemon_times_out_unfrozen)
  */
 TEST_F_TIMEOUT(vec, stock_fifreeze, 120)
 {
-	char path[96];
 	pid_t freezer;
-	int returned, fd;
+	int returned;
 
 	ASSERT_EQ(0, send_byte(self->ctl.ans[1]));
 	ASSERT_EQ(0, start_thread_a(self));
@@ -453,12 +485,7 @@ TEST_F_TIMEOUT(vec, stock_fifreeze, 120)
 	EXPECT_LE(0, returned);
 
 	/* Rescue: abort the FUSE connection; A's fault fails, A leaves. */
-	mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL);
-	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", self->fuse_conn);
-	fd = open(path, O_WRONLY);
-	ASSERT_LE(0, fd);
-	ASSERT_EQ(1, write(fd, "1", 1));
-	close(fd);
+	ASSERT_EQ(0, abort_fuse(self));
 	pthread_join(self->a, NULL);
 	self->a_started = 0;
 	TH_LOG("rescued: thread A's write returned %zd", self->v.a_ret);
@@ -475,3 +502,148 @@ XFAIL_ADD(vec, ext4, stock_fifreeze);
 XFAIL_ADD(vec, xfs, stock_fifreeze);
 
 TEST_HARNESS_MAIN
+
+#else /* TF_DEMO: `make demo` tells the same story to a person. */
+
+static double ms_since(unsigned long long t0)
+{
+	return (tf_now_ns() - t0) / 1e6;
+}
+
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
+/* Thread A in its write, faulting on fsB; the daemon holds the fault. */
+static int demo_start(struct _test_data_vec *self, const char *type)
+{
+	if (vector_setup(self, type)) {
+		say("  set-up failed: %s", strerror(errno));
+		return -1;
+	}
+	say("  fsA: a fresh %s on a loop device, mounted at %s", type, self->fs.mnt);
+	say("  fsB: a FUSE filesystem at %s, served by a daemon (pid %d)",
+	    self->v.fuse_mnt, self->daemon);
+	if (send_byte(self->ctl.ans[1]) || start_thread_a(self)) {
+		say("  thread A did not reach the daemon");
+		return -1;
+	}
+	say("  thread A: write(fsA file, mmap(fsB file)) - its page fault is now");
+	say("            a READ request in the daemon, and A holds fsA's freeze lock");
+	return 0;
+}
+
+static int demo_stock(void)
+{
+	struct _test_data_vec self = {};
+	unsigned long long t0;
+	pid_t freezer;
+	int ret = 1;
+
+	say("\n== 1. The stock freeze (FIFREEZE, as fsfreeze -f does)\n");
+	if (demo_start(&self, "ext4"))
+		goto out;
+	t0 = tf_now_ns();
+	freezer = fork();
+	if (freezer == 0)
+		_exit(ioctl(self.fs.mfd, FIFREEZE, 0) ? 1 : 0);
+	usleep(150 * 1000);
+	say("  freezer:  FIFREEZE on fsA - waits for A to leave, and blocks new writers");
+	send_byte(self.ctl.go[1]);
+	say("  daemon:   to answer A's read, writes to fsA - and blocks behind the freezer");
+	if (tf_wait_child(freezer, WATCHDOG_MS) >= 0) {
+		say("  FIFREEZE returned: the vector did not form (unexpected)");
+		goto out;
+	}
+	say("  after %.0f ms: FIFREEZE has not returned, the daemon's write %s,",
+	    ms_since(t0), wait_event(self.ctl.evt[0], 'w', 10) ? "went through (?)" : "is stuck");
+	say("  and A waits for the daemon: A -> daemon -> freezer -> A. Deadlock.");
+	say("  Rescue: abort the FUSE connection (/sys/fs/fuse/connections/%u/abort).",
+	    self.fuse_conn);
+	if (abort_fuse(&self))
+		goto out;
+	pthread_join(self.a, NULL);
+	self.a_started = 0;
+	say("  thread A's write failed (%s): its data is lost.", strerror(-self.v.a_ret));
+	if (tf_wait_child(freezer, 5000) != 0 || ioctl(self.fs.mfd, FITHAW, 0))
+		goto out;
+	say("  Only then could the freeze complete; thawed.");
+	ret = 0;
+out:
+	vector_teardown(&self);
+	return ret;
+}
+
+static int demo_timed(void)
+{
+	struct _test_data_vec self = {};
+	unsigned long long t0;
+	pthread_t fr;
+	pid_t probe;
+	int ret = 1;
+
+	say("\n== 2. The timed freeze (/dev/timed-freeze, timeout 1 s, 2 retries)\n");
+	if (demo_start(&self, "ext4"))
+		goto out;
+	self.v.timeout_ms = 1000;
+	self.v.retries = 2;
+	t0 = tf_now_ns();
+	pthread_create(&fr, NULL, thread_freezer, &self.v);
+	usleep(150 * 1000);
+	say("  freezer:  TIMED_FREEZE_IOC_FREEZE on fsA - waits for A, blocks new writers");
+	send_byte(self.ctl.go[1]);
+	say("  daemon:   writes to fsA - blocked, for now");
+	if (wait_event(self.ctl.evt[0], 'w', 5000))
+		say("  after %.0f ms: attempt 1 timed out and undid itself;\n"
+		    "            the daemon's write went through", ms_since(t0));
+	pthread_join(fr, NULL);
+	if (self.v.freeze_ret) {
+		say("  freeze failed: %s", strerror(-self.v.freeze_ret));
+		goto out;
+	}
+	say("  the daemon answered A, A left, and attempt %u froze fsA:",
+	    self.v.args.attempts);
+	say("  FREEZE returned 0 after %u attempts, %llu ms (attempt 1 timed out at level %u",
+	    self.v.args.attempts, self.v.args.elapsed_ns / NSEC_PER_MSEC,
+	    self.v.args.timed_out_level);
+	say("  with %llu writer(s) inside).", (unsigned long long)self.v.args.writers_inside);
+	probe = tf_write_child(self.fs.mfd, "probe", "probe\n");
+	say("  fsA is really frozen: a new writer %s;",
+	    tf_wait_child(probe, 300) < 0 ? "waits" : "got through (?)");
+	if (ioctl(self.fs.mfd, FITHAW, 0) || tf_wait_child(probe, 5000) != 0)
+		goto out;
+	say("  FITHAW: it completes.");
+	pthread_join(self.a, NULL);
+	self.a_started = 0;
+	say("  thread A's write: %zd bytes, %s the FUSE file.", self.v.a_ret,
+	    self.v.a_ret == FILE_SIZE && dest_is_right(self.fs.mfd) ?
+	    "identical to" : "NOT identical to");
+	ret = !(self.v.a_ret == FILE_SIZE && dest_is_right(self.fs.mfd));
+out:
+	vector_teardown(&self);
+	return ret;
+}
+
+int main(void)
+{
+	int stock, timed;
+
+	say("The deadlock vector of the linux-fsdevel thread, for real:");
+	say("a writer to fsA faults on a FUSE file (fsB) while the FUSE daemon");
+	say("needs to write to fsA, and somebody freezes fsA in between.");
+	stock = demo_stock();
+	timed = demo_timed();
+	say("\n== Summary: stock freeze %s; timed freeze %s.",
+	    stock ? "could not be shown" : "wedged until rescued, data lost",
+	    timed ? "FAILED" : "froze fsA on its retry, nothing lost");
+	return stock || timed;
+}
+
+#endif /* TF_DEMO */
