@@ -282,6 +282,191 @@ TEST_F(fs, expedited_freeze)
 	EXPECT_TRUE(fs_writable(self->fs.mfd));
 }
 
+/*
+ * Several freezers at once on one fs: timed, stock FIFREEZE and OWNED,
+ * racing with writers, thaws and a lazy unmount.  Every call must return
+ * one of its documented results, nothing may hang, and once everything is
+ * closed the superblock must go away: the loop device (autoclear) detaches
+ * only when no active reference is left.
+ */
+struct race {
+	struct tf_fs *fs;
+	int stop;
+	int bad;		/* unexpected results */
+	char what[128];		/* the first of them */
+	int counts[5][4];	/* [role][0: ok, 1: EBUSY, 2: ETIMEDOUT, 3: EINVAL] */
+};
+
+enum { R_TIMED, R_STOCK, R_OWNED, R_THAW, R_WRITE };
+
+static void race_note(struct race *r, int role, int err, const int *allowed, int n)
+{
+	static const int slot[] = { 0, EBUSY, ETIMEDOUT, EINVAL };
+
+	for (int i = 0; i < n; i++) {
+		if (err != allowed[i])
+			continue;
+		for (int k = 0; k < 4; k++)
+			if (slot[k] == err)
+				__atomic_add_fetch(&r->counts[role][k], 1, __ATOMIC_RELAXED);
+		return;
+	}
+	if (!__atomic_fetch_add(&r->bad, 1, __ATOMIC_SEQ_CST))
+		snprintf(r->what, sizeof(r->what), "role %d: unexpected %s", role, strerror(err));
+}
+
+static void *race_timed(void *arg)
+{
+	static const int ok[] = { 0, EBUSY, ETIMEDOUT };
+	static const int thaw_ok[] = { 0, EINVAL };
+	struct race *r = arg;
+	struct timed_freeze_args a;
+	int dev = tf_open_dev();
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
+		int ret = -tf_freeze(dev, r->fs->mfd, 200 * NSEC_PER_MSEC, 1, 0, &a);
+
+		race_note(r, R_TIMED, ret, ok, 3);
+		if (!ret) {
+			usleep(20000);
+			race_note(r, R_THAW, ioctl(r->fs->mfd, FITHAW, 0) ? errno : 0, thaw_ok, 2);
+		}
+	}
+	close(dev);
+	return NULL;
+}
+
+static void *race_stock(void *arg)
+{
+	static const int ok[] = { 0, EBUSY };
+	static const int thaw_ok[] = { 0, EINVAL };
+	struct race *r = arg;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
+		int ret = ioctl(r->fs->mfd, FIFREEZE, 0) ? errno : 0;
+
+		race_note(r, R_STOCK, ret, ok, 2);
+		usleep(15000);
+		race_note(r, R_THAW, ioctl(r->fs->mfd, FITHAW, 0) ? errno : 0, thaw_ok, 2);
+	}
+	return NULL;
+}
+
+static void *race_owned(void *arg)
+{
+	static const int ok[] = { 0, EBUSY, ETIMEDOUT };
+	static const int thaw_ok[] = { 0 };
+	struct race *r = arg;
+	struct timed_freeze_args a;
+	int dev = tf_open_dev(), n = 0;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
+		int ret = -tf_freeze(dev, r->fs->mfd, 200 * NSEC_PER_MSEC, 1,
+				     TIMED_FREEZE_OWNED, &a);
+
+		race_note(r, R_OWNED, ret, ok, 3);
+		if (ret)
+			continue;
+		usleep(10000);
+		/* Ours to thaw: every other time by ioctl, else by close. */
+		if (n++ % 2) {
+			race_note(r, R_THAW, -tf_thaw(dev, r->fs->mfd, TIMED_FREEZE_OWNED),
+				  thaw_ok, 1);
+		} else {
+			close(dev);
+			dev = tf_open_dev();
+		}
+	}
+	close(dev);
+	return NULL;
+}
+
+static void *race_writer(void *arg)
+{
+	static const int ok[] = { 0 };
+	struct race *r = arg;
+	char name[32];
+
+	snprintf(name, sizeof(name), "w%lx", (unsigned long)pthread_self() % 1000);
+	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
+		int fd = openat(r->fs->mfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		int err = 0;
+
+		if (fd < 0 || write(fd, "racing\n", 7) != 7 || fsync(fd))
+			err = errno;
+		if (fd >= 0)
+			close(fd);
+		race_note(r, R_WRITE, err, ok, 1);
+	}
+	return NULL;
+}
+
+/* The loop device behind @mnt ("loopN"), from /proc/self/mountinfo. */
+static int loop_of(const char *mnt, char *loop, size_t len)
+{
+	char line[1024], m[512], src[256];
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	int ret = -1;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *dash = strstr(line, " - ");
+
+		if (sscanf(line, "%*s %*s %*s %*s %511s", m) == 1 && !strcmp(m, mnt) && dash &&
+		    sscanf(dash, " - %*s %255s", src) == 1 && !strncmp(src, "/dev/", 5)) {
+			snprintf(loop, len, "%s", src + 5);
+			ret = 0;
+		}
+	}
+	if (f)
+		fclose(f);
+	return ret;
+}
+
+TEST_F_TIMEOUT(fs, concurrent_freezers_thaws_writers_unmount, 180)
+{
+	void *(*fn[])(void *) = { race_timed, race_stock, race_owned,
+				  race_writer, race_writer };
+	pthread_t t[ARRAY_SIZE(fn)];
+	struct race r = { .fs = &self->fs };
+	char loop[256], path[320];
+	struct stat st;
+	int i;
+
+	ASSERT_EQ(0, loop_of(self->fs.mnt, loop, sizeof(loop)));
+	for (i = 0; i < (int)ARRAY_SIZE(fn); i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, fn[i], &r));
+	sleep(2);
+	/* Unmount in the middle of it: busy, so detach it lazily. */
+	EXPECT_EQ(-1, umount2(self->fs.mnt, 0));
+	EXPECT_EQ(EBUSY, errno);
+	EXPECT_EQ(0, umount2(self->fs.mnt, MNT_DETACH));
+	sleep(2);
+	__atomic_store_n(&r.stop, 1, __ATOMIC_RELAXED);
+	for (i = 0; i < (int)ARRAY_SIZE(fn); i++)
+		pthread_join(t[i], NULL);
+
+	TH_LOG("timed %d ok/%d busy/%d timeout, stock %d ok/%d busy, owned %d/%d/%d",
+	       r.counts[R_TIMED][0], r.counts[R_TIMED][1], r.counts[R_TIMED][2],
+	       r.counts[R_STOCK][0], r.counts[R_STOCK][1],
+	       r.counts[R_OWNED][0], r.counts[R_OWNED][1], r.counts[R_OWNED][2]);
+	TH_LOG("thaws %d ok/%d einval, writes %d", r.counts[R_THAW][0], r.counts[R_THAW][3],
+	       r.counts[R_WRITE][0]);
+	EXPECT_EQ(0, r.bad) TH_LOG("%s", r.what);
+	EXPECT_LT(0, r.counts[R_TIMED][0] + r.counts[R_STOCK][0] + r.counts[R_OWNED][0]);
+	EXPECT_LT(0, r.counts[R_WRITE][0]);
+
+	/* Whatever is left frozen by userspace: thaw it (EINVAL: nothing was). */
+	ioctl(self->fs.mfd, FITHAW, 0);
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	close(self->fs.mfd);
+	self->fs.mfd = -1;
+	/* No reference left: the superblock goes, and the loop device with it. */
+	snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", loop);
+	for (i = 0; i < 200 && !stat(path, &st); i++)
+		usleep(10000);
+	EXPECT_NE(0, stat(path, &st)) TH_LOG("%s still attached: a leaked reference", loop);
+}
+
 /* Errors that need no filesystem of ours. */
 FIXTURE(dev) {
 	int dev;
