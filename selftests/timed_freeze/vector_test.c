@@ -377,6 +377,28 @@ static int start_thread_a(struct _test_data_vec *self)
 	return wait_event(self->ctl.evt[0], 'r', 10000) ? 0 : -1;
 }
 
+/*
+ * The vector against the timed freeze: A in its fault, the freezer
+ * started, then the daemon told to write to fsA (and, with @answer, to
+ * answer once its write got through).  Returns when the freeze returned.
+ */
+static int timed_vector(struct _test_data_vec *self, unsigned long long timeout_ms,
+			unsigned int retries, int answer)
+{
+	pthread_t fr;
+
+	if (start_thread_a(self))
+		return -1;
+	self->v.timeout_ms = timeout_ms;
+	self->v.retries = retries;
+	if (pthread_create(&fr, NULL, thread_freezer, &self->v))
+		return -1;
+	usleep(150 * 1000);	/* the freezer now waits for A */
+	if (send_byte(self->ctl.go[1]) || (answer && send_byte(self->ctl.ans[1])))
+		return -1;
+	return pthread_join(fr, NULL);
+}
+
 #ifndef TF_DEMO
 
 /* After a case: A's data is exact, the fs checks clean, nobody is in D. */
@@ -403,18 +425,9 @@ static void check_integrity(struct __test_metadata *_metadata,
 TEST_F(vec, timed_freeze_breaks_the_chain)
 {
 	const unsigned long long timeout_ms = 1000;
-	pthread_t fr;
 	pid_t pid;
 
-	ASSERT_EQ(0, start_thread_a(self));
-	self->v.timeout_ms = timeout_ms;
-	self->v.retries = 2;
-	ASSERT_EQ(0, pthread_create(&fr, NULL, thread_freezer, &self->v));
-	usleep(150 * 1000);	/* the freezer now waits for A */
-	ASSERT_EQ(0, send_byte(self->ctl.go[1]));
-	ASSERT_EQ(0, send_byte(self->ctl.ans[1]));	/* answers once it wrote */
-
-	pthread_join(fr, NULL);
+	ASSERT_EQ(0, timed_vector(self, timeout_ms, 2, 1));
 	TH_LOG("freeze: %d after %u attempts, %llu ms (timed out at level %u, %llu writer(s))",
 	       self->v.freeze_ret, self->v.args.attempts,
 	       self->v.args.elapsed_ns / NSEC_PER_MSEC, self->v.args.timed_out_level,
@@ -441,17 +454,10 @@ TEST_F(vec, timed_freeze_breaks_the_chain)
 TEST_F(vec, held_daemon_times_out_unfrozen)
 {
 	const unsigned long long timeout_ms = 300;
-	pthread_t fr;
 	pid_t pid;
 
-	ASSERT_EQ(0, start_thread_a(self));
-	self->v.timeout_ms = timeout_ms;
-	self->v.retries = 2;
-	ASSERT_EQ(0, pthread_create(&fr, NULL, thread_freezer, &self->v));
-	usleep(150 * 1000);
-	ASSERT_EQ(0, send_byte(self->ctl.go[1]));
-
-	pthread_join(fr, NULL);
+	/* The daemon holds its answer until told. */
+	ASSERT_EQ(0, timed_vector(self, timeout_ms, 2, 0));
 	TH_LOG("freeze: %d after %u attempts, %llu ms (bound [%llu, %llu])",
 	       self->v.freeze_ret, self->v.args.attempts,
 	       self->v.args.elapsed_ns / NSEC_PER_MSEC, 3 * timeout_ms,
