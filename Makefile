@@ -7,6 +7,8 @@
 #   make check        set-up, test kernel, module, tests in a VM
 #   make demo         the deadlock vector, broken, in a VM
 #   make kernel       set-up and the cached test kernel only
+#   make tools        the userspace tools (tools/tfreeze)
+#   make man          tools/tfreeze/tfreeze.1
 #   make rust-analyzer  rust-project.json for editors
 #   make CLIPPY=1     build with clippy
 #   make fmt          rustfmt the module's sources
@@ -29,7 +31,7 @@ endif
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KMAKE_VARS) $(if $(CLIPPY),CLIPPY=1)
 
-.PHONY: all module setup kernel check demo selftests rust-analyzer fmt clean
+.PHONY: all module setup kernel check demo selftests tools man rust-analyzer fmt clean
 
 all: module
 
@@ -51,7 +53,15 @@ rust-analyzer: $(KDIR_DEP)
 selftests: $(KDIR_DEP)
 	$(MAKE) -C selftests KDIR=$(KDIR)
 
-check: module selftests
+# Userspace tools (Rust, crates from the registry).
+tools:
+	cargo build --release --quiet --locked --manifest-path tools/tfreeze/Cargo.toml
+
+# tfreeze's man page, from the same definitions as its --help.
+man: tools
+	tools/tfreeze/target/release/tfreeze --man > tools/tfreeze/tfreeze.1
+
+check: module selftests tools
 	$(SCRIPTS)/check
 
 demo: module selftests
@@ -60,4 +70,4 @@ demo: module selftests
 clean:
 	-[ -z "$(KDIR_DEP)" ] || [ ! -d "$(KDIR)" ] || $(KMAKE) clean
 	$(MAKE) -C selftests clean
-	rm -rf rust-project.json
+	rm -rf rust-project.json tools/tfreeze/target tools/tfreeze/tfreeze.1

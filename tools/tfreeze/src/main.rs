@@ -1,0 +1,400 @@
+// SPDX-License-Identifier: GPL-2.0
+//! tfreeze: fsfreeze that cannot hang.
+//!
+//! Freezes a filesystem through `/dev/timed-freeze` (the timed_freeze kernel module): each
+//! attempt has a deadline, a timed-out attempt is undone completely, and the freeze is tried
+//! again. Drop-in for `fsfreeze -f` / `fsfreeze -u`, plus a mode that freezes, runs a
+//! command (a snapshot, say) and thaws when it ends, whatever happens.
+
+mod uapi;
+
+use clap::{CommandFactory, Parser};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitCode};
+use std::time::Duration;
+
+/// fsfreeze that cannot hang: freeze a filesystem with a deadline, retries and a complete
+/// undo on timeout, through /dev/timed-freeze.
+#[derive(Parser, Debug)]
+#[command(name = "tfreeze", version, about, long_about = None)]
+#[command(
+    after_help = "Exit status: 0 on success, 1 on failure; with COMMAND, the \
+                        command's status (128+N if it died of signal N)."
+)]
+struct Cli {
+    /// Freeze the filesystem (an ordinary userspace freeze: `fsfreeze -u` thaws it).
+    #[arg(short = 'f', long = "freeze", conflicts_with_all = ["unfreeze", "command"])]
+    freeze: bool,
+
+    /// Thaw the filesystem (FITHAW).
+    #[arg(short = 'u', long = "unfreeze", conflicts_with_all = ["freeze", "command"])]
+    unfreeze: bool,
+
+    /// Deadline of each attempt, e.g. 500ms, 2s (at most 60s; 0 makes one attempt that
+    /// does not wait for writers).
+    #[arg(short = 't', long, default_value = "10s", value_parser = parse_timeout)]
+    timeout: Duration,
+
+    /// Attempts after the first, when an attempt times out (at most 16).
+    #[arg(short = 'r', long, default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(0..=uapi::RETRIES_MAX as i64))]
+    retries: u32,
+
+    /// Make the freeze belong to tfreeze's open device file: only tfreeze thaws it, and
+    /// it is thawed when tfreeze exits, even by SIGKILL (implied by COMMAND).
+    #[arg(long)]
+    owned: bool,
+
+    /// Switch writers to their slow path with an expedited RCU grace period.
+    #[arg(long)]
+    expedited: bool,
+
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    json: bool,
+
+    /// Print the man page (roff) and exit.
+    #[arg(long, hide = true)]
+    man: bool,
+
+    /// The mount point (any path on the filesystem).
+    #[arg(required_unless_present = "man")]
+    mountpoint: Option<String>,
+
+    /// Freeze (owned), run COMMAND, thaw when it exits.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = if s == "0" {
+        Duration::ZERO
+    } else {
+        humantime::parse_duration(s).map_err(|e| e.to_string())?
+    };
+    if d.as_nanos() > u128::from(uapi::TIMEOUT_MAX_NS) {
+        return Err("at most 60s".into());
+    }
+    Ok(d)
+}
+
+/// What to do, checked.
+#[derive(Debug, PartialEq, Eq)]
+enum Action {
+    Freeze,
+    Thaw,
+    Run(Vec<String>),
+}
+
+fn action(cli: &Cli) -> Result<Action, String> {
+    match (cli.freeze, cli.unfreeze, cli.command.is_empty()) {
+        (true, _, _) if cli.owned => Err("--owned with -f would thaw as soon as tfreeze exits; \
+                                          use it with -- COMMAND"
+            .into()),
+        (true, _, _) => Ok(Action::Freeze),
+        (_, true, _) => Ok(Action::Thaw),
+        (false, false, false) => Ok(Action::Run(cli.command.clone())),
+        (false, false, true) => Err("nothing to do: give -f, -u or -- COMMAND".into()),
+    }
+}
+
+/// A failed call, said so that a person understands it.
+struct Failure {
+    msg: String,
+    report: Option<uapi::FreezeArgs>,
+    errno: i32,
+}
+
+impl Failure {
+    fn io(what: &str, e: io::Error) -> Self {
+        let errno = e.raw_os_error().unwrap_or(0);
+        let hint = match errno {
+            libc::EPERM => " (needs CAP_SYS_ADMIN)",
+            libc::EOPNOTSUPP => " (the filesystem does not support freezing)",
+            libc::EBUSY => " (already frozen)",
+            libc::EINVAL if what.starts_with("thawing") => " (not frozen)",
+            _ => "",
+        };
+        Failure {
+            msg: format!("{what}: {e}{hint}"),
+            report: None,
+            errno,
+        }
+    }
+}
+
+fn open_device() -> Result<File, Failure> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(uapi::DEVICE)
+        .map_err(|e| {
+            let mut f = Failure::io(&format!("opening {}", uapi::DEVICE), e);
+            if f.errno == libc::ENOENT {
+                f.msg += "; load the module first: insmod timed_freeze.ko \
+                          (or modprobe timed_freeze)";
+            }
+            f
+        })
+}
+
+fn ioctl<T>(fd: &impl AsRawFd, cmd: u64, arg: *mut T) -> io::Result<()> {
+    // SAFETY: `arg` points to a live value of the type the command expects.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, arg) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Explains an ETIMEDOUT report.
+fn explain_timeout(mnt: &str, a: &uapi::FreezeArgs) -> String {
+    format!(
+        "freezing {mnt} timed out: {} attempt(s) in {:.3} s; the last gave up at {} with {} \
+         writer(s) still inside. Nothing was left frozen: writers go on as before.",
+        a.attempts,
+        a.elapsed_ns as f64 / 1e9,
+        uapi::level_name(a.timed_out_level),
+        a.writers_inside
+    )
+}
+
+fn freeze(dev: &File, fs: &File, cli: &Cli, owned: bool) -> Result<uapi::FreezeArgs, Failure> {
+    let mut a = uapi::FreezeArgs {
+        size: std::mem::size_of::<uapi::FreezeArgs>() as u64,
+        flags: if owned { uapi::OWNED } else { 0 }
+            | if cli.expedited { uapi::EXPEDITED } else { 0 },
+        timeout_ns: cli.timeout.as_nanos() as u64,
+        fd: fs.as_raw_fd(),
+        retries: cli.retries,
+        ..Default::default()
+    };
+    let mnt = cli.mountpoint.as_deref().unwrap_or_default();
+    match ioctl(dev, uapi::IOC_FREEZE, &mut a) {
+        Ok(()) => Ok(a),
+        Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => Err(Failure {
+            msg: explain_timeout(mnt, &a),
+            report: Some(a),
+            errno: libc::ETIMEDOUT,
+        }),
+        Err(e) => Err(Failure::io(&format!("freezing {mnt}"), e)),
+    }
+}
+
+fn report_json(
+    op: &str,
+    mnt: &str,
+    ok: Result<&uapi::FreezeArgs, &Failure>,
+    extra: &[(&str, serde_json::Value)],
+) {
+    let mut o = serde_json::json!({ "operation": op, "mountpoint": mnt, "ok": ok.is_ok() });
+    let r = match ok {
+        Ok(a) => Some(a),
+        Err(f) => {
+            o["error"] = f.msg.clone().into();
+            o["errno"] = f.errno.into();
+            f.report.as_ref()
+        }
+    };
+    if let Some(a) = r {
+        o["attempts"] = a.attempts.into();
+        o["elapsed_ns"] = a.elapsed_ns.into();
+        o["timed_out_level"] = a.timed_out_level.into();
+        o["writers_inside"] = a.writers_inside.into();
+        o["left_frozen"] = ok.is_ok().into();
+    }
+    for (k, v) in extra {
+        o[*k] = v.clone();
+    }
+    println!("{o}");
+}
+
+fn run(cli: &Cli) -> Result<u8, Failure> {
+    let act = action(cli).map_err(|msg| Failure {
+        msg,
+        report: None,
+        errno: libc::EINVAL,
+    })?;
+    let mnt = cli.mountpoint.clone().unwrap_or_default();
+    let fs = File::open(&mnt).map_err(|e| Failure::io(&format!("opening {mnt}"), e))?;
+
+    match act {
+        Action::Thaw => {
+            let mut unused: libc::c_int = 0;
+            let r = ioctl(&fs, uapi::FITHAW, &mut unused)
+                .map_err(|e| Failure::io(&format!("thawing {mnt}"), e));
+            if cli.json {
+                let d = uapi::FreezeArgs::default();
+                report_json("thaw", &mnt, r.as_ref().map(|_| &d), &[]);
+            }
+            r.map(|_| 0)
+        }
+        Action::Freeze => {
+            let dev = open_device()?;
+            let r = freeze(&dev, &fs, cli, false);
+            if cli.json {
+                report_json("freeze", &mnt, r.as_ref(), &[]);
+            }
+            r.map(|_| 0)
+        }
+        Action::Run(cmd) => {
+            let dev = open_device()?;
+            let r = freeze(&dev, &fs, cli, true);
+            if let Err(f) = r {
+                if cli.json {
+                    report_json("run", &mnt, Err(&f), &[]);
+                }
+                return Err(f);
+            }
+            // While COMMAND runs, tfreeze itself must survive ^C and SIGTERM to thaw;
+            // the command gets them (same process group) and decides.
+            // SAFETY: Setting a signal disposition to SIG_IGN has no preconditions.
+            unsafe {
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                libc::signal(libc::SIGTERM, libc::SIG_IGN);
+                libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+            }
+            let status = Command::new(&cmd[0]).args(&cmd[1..]).status();
+            // Thaw: explicitly, and in any case when `dev` is closed.
+            let mut t = uapi::ThawArgs {
+                size: std::mem::size_of::<uapi::ThawArgs>() as u64,
+                flags: uapi::OWNED,
+                fd: fs.as_raw_fd(),
+                reserved: 0,
+            };
+            let thawed = ioctl(&dev, uapi::IOC_THAW, &mut t);
+            let code: u8 = match &status {
+                Ok(s) => s
+                    .code()
+                    .map(|c| c as u8)
+                    .or_else(|| s.signal().map(|n| 128 + n as u8))
+                    .unwrap_or(1),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => 127,
+                Err(_) => 126,
+            };
+            if let Err(e) = &status {
+                eprintln!("tfreeze: running {}: {e}", cmd[0]);
+            }
+            if cli.json {
+                report_json(
+                    "run",
+                    &mnt,
+                    r.as_ref(),
+                    &[
+                        ("command_status", code.into()),
+                        ("thawed", thawed.is_ok().into()),
+                    ],
+                );
+            }
+            thawed.map_err(|e| Failure::io(&format!("thawing {mnt}"), e))?;
+            Ok(code)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.man {
+        let man = clap_mangen::Man::new(Cli::command());
+        if man.render(&mut io::stdout()).is_err() {
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            if !cli.json {
+                eprintln!("tfreeze: {}", f.msg);
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tfreeze").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn fsfreeze_compatible_forms() {
+        let c = parse(&["-f", "/mnt"]).unwrap();
+        assert_eq!(action(&c), Ok(Action::Freeze));
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        assert_eq!(c.retries, 1);
+        assert_eq!(action(&parse(&["-u", "/mnt"]).unwrap()), Ok(Action::Thaw));
+        assert_eq!(
+            action(&parse(&["--freeze", "/mnt"]).unwrap()),
+            Ok(Action::Freeze)
+        );
+    }
+
+    #[test]
+    fn durations_in_human_form() {
+        let c = parse(&["-f", "--timeout", "500ms", "/mnt"]).unwrap();
+        assert_eq!(c.timeout, Duration::from_millis(500));
+        let c = parse(&["-f", "-t", "2s", "/mnt"]).unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(2));
+        let c = parse(&["-f", "-t", "0", "/mnt"]).unwrap();
+        assert_eq!(c.timeout, Duration::ZERO);
+        assert!(parse(&["-f", "-t", "61s", "/mnt"]).is_err());
+        assert!(parse(&["-f", "-t", "soon", "/mnt"]).is_err());
+    }
+
+    #[test]
+    fn retries_bounded() {
+        assert_eq!(parse(&["-f", "-r", "16", "/mnt"]).unwrap().retries, 16);
+        assert!(parse(&["-f", "-r", "17", "/mnt"]).is_err());
+        assert!(parse(&["-f", "-r", "-1", "/mnt"]).is_err());
+    }
+
+    #[test]
+    fn command_mode() {
+        let c = parse(&["--timeout", "1s", "/mnt", "--", "cp", "-a", "x", "y"]).unwrap();
+        assert_eq!(
+            action(&c),
+            Ok(Action::Run(vec![
+                "cp".into(),
+                "-a".into(),
+                "x".into(),
+                "y".into()
+            ]))
+        );
+        assert!(parse(&["-f", "/mnt", "--", "true"]).is_err());
+        assert!(parse(&["-u", "/mnt", "--", "true"]).is_err());
+    }
+
+    #[test]
+    fn nonsense_refused() {
+        assert!(parse(&["-f", "-u", "/mnt"]).is_err());
+        assert!(parse(&["-f"]).is_err());
+        assert!(action(&parse(&["/mnt"]).unwrap()).is_err());
+        assert!(action(&parse(&["-f", "--owned", "/mnt"]).unwrap()).is_err());
+    }
+
+    #[test]
+    fn timeout_explained() {
+        let a = uapi::FreezeArgs {
+            attempts: 2,
+            elapsed_ns: 1_234_000_000,
+            timed_out_level: 1,
+            writers_inside: 3,
+            ..Default::default()
+        };
+        let m = explain_timeout("/mnt", &a);
+        assert!(m.contains("2 attempt(s) in 1.234 s"), "{m}");
+        assert!(
+            m.contains("SB_FREEZE_WRITE (writes) with 3 writer(s)"),
+            "{m}"
+        );
+        assert!(m.contains("Nothing was left frozen"), "{m}");
+    }
+}
