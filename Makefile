@@ -6,6 +6,7 @@
 #   make KDIR=DIR     build the module against another (built) kernel tree
 #   make check        set-up, test kernel, module, tests in a VM
 #   make demo         the deadlock vector, broken, in a VM
+#   make bench        timed freeze vs stock FIFREEZE, side by side (results/bench/)
 #   make kernel       set-up and the cached test kernel only
 #   make tools        the userspace tools (tools/tfreeze)
 #   make man          tools/tfreeze/tfreeze.1
@@ -31,7 +32,7 @@ endif
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KMAKE_VARS) $(if $(CLIPPY),CLIPPY=1)
 
-.PHONY: all module setup kernel check demo selftests tools man rust-analyzer fmt clean
+.PHONY: all module setup kernel check demo bench selftests tools man rust-analyzer fmt clean
 
 all: module
 
@@ -64,10 +65,15 @@ man: tools
 check: module selftests tools
 	$(SCRIPTS)/check
 
+bench: module selftests
+	$(MAKE) -C tools/bench KDIR=$(KDIR)
+	$(SCRIPTS)/bench
+
 demo: module selftests
 	$(SCRIPTS)/demo
 
 clean:
 	-[ -z "$(KDIR_DEP)" ] || [ ! -d "$(KDIR)" ] || $(KMAKE) clean
 	$(MAKE) -C selftests clean
+	$(MAKE) -C tools/bench clean
 	rm -rf rust-project.json tools/tfreeze/target tools/tfreeze/tfreeze.1
