@@ -56,7 +56,7 @@ selftests: $(KDIR_DEP)
 
 # Userspace tools (Rust, crates from the registry).
 tools:
-	cargo build --release --quiet --locked --manifest-path tools/tfreeze/Cargo.toml
+	cargo build --release --quiet --manifest-path tools/tfreeze/Cargo.toml
 
 # tfreeze's man page, from the same definitions as its --help.
 man: tools
