@@ -18,6 +18,9 @@ TF_KSERIES=${TF_KSERIES:-7.3}
 TF_KSUITE=${TF_KSUITE:-trixie-backports}
 
 TF_BINDGEN_VERSION=0.71.1
+# Pinned: its kernel options are part of the kernel cache key, and the VM
+# runner depends on its command line.
+TF_VNG_VERSION=1.42
 TF_LLVM_VERSION=19
 TF_LLVM=/usr/lib/llvm-$TF_LLVM_VERSION/bin/
 
