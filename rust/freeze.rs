@@ -479,7 +479,7 @@ fn freeze_attempt(
     let mut s = sb.lock_excl_active();
     match w {
         Ok(g) => levels.push(SB_FREEZE_WRITE, g),
-        Err(e) => return Err(undo(s, levels, e, sb, SB_FREEZE_WRITE)),
+        Err(e) => return Err(undo(s, levels, e, SB_FREEZE_WRITE)),
     }
 
     // Now we go and block page faults...
@@ -489,21 +489,21 @@ fn freeze_attempt(
         .down_write_timeout(deadline, p.gp)
     {
         Ok(g) => levels.push(SB_FREEZE_PAGEFAULT, g),
-        Err(e) => return Err(undo(s, levels, e, sb, SB_FREEZE_PAGEFAULT)),
+        Err(e) => return Err(undo(s, levels, e, SB_FREEZE_PAGEFAULT)),
     }
 
     // All writers are done so after syncing there won't be dirty data
     // SAFETY: A live superblock with `s_umount` held, as freeze_super() calls it.
     let ret = unsafe { bindings::sync_filesystem(sb.as_raw()) };
     if ret != 0 {
-        return Err(undo(s, levels, Error::from_errno(ret), sb, 0));
+        return Err(undo(s, levels, Error::from_errno(ret), 0));
     }
 
     // Now wait for internal filesystem counter
     s.set_frozen(SB_FREEZE_FS);
     match sb.level(SB_FREEZE_FS).down_write_timeout(deadline, p.gp) {
         Ok(g) => levels.push(SB_FREEZE_FS, g),
-        Err(e) => return Err(undo(s, levels, e, sb, SB_FREEZE_FS)),
+        Err(e) => return Err(undo(s, levels, e, SB_FREEZE_FS)),
     }
 
     if let Some(freeze_fs) = sb.ops().freeze_fs {
@@ -511,7 +511,7 @@ fn freeze_attempt(
         let ret = unsafe { freeze_fs(sb.as_raw()) };
         if ret != 0 {
             pr_err!("VFS:Filesystem freeze failed\n");
-            return Err(undo(s, levels, Error::from_errno(ret), sb, 0));
+            return Err(undo(s, levels, Error::from_errno(ret), 0));
         }
     }
 
@@ -531,15 +531,9 @@ fn freeze_attempt(
 /// `sb_freeze_unlock()` of the levels held, `wake_up_var()`, `deactivate_locked_super()`.
 ///
 /// `level` is the level whose wait failed (0: not a wait), for the report.
-fn undo(
-    mut s: UmountGuard<'_>,
-    levels: HeldLevels<'_>,
-    err: Error,
-    sb: &SuperBlock,
-    level: u16,
-) -> AttemptError {
+fn undo(mut s: UmountGuard<'_>, levels: HeldLevels<'_>, err: Error, level: u16) -> AttemptError {
     let writers = if level != 0 {
-        sb.level(level).readers()
+        s.sb.level(level).readers()
     } else {
         0
     };
