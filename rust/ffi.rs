@@ -21,7 +21,6 @@ extern "C" {
         ip: c_ulong,
     );
     pub(crate) fn tf_percpu_rwsem_readers(sem: *mut bindings::percpu_rw_semaphore) -> c_uint;
-    pub(crate) fn tf_smp_mb();
     pub(crate) fn tf_percpu_down_read(sem: *mut bindings::percpu_rw_semaphore);
     pub(crate) fn tf_percpu_up_read(sem: *mut bindings::percpu_rw_semaphore);
     pub(crate) fn tf_percpu_down_read_trylock(sem: *mut bindings::percpu_rw_semaphore) -> bool;
@@ -53,6 +52,8 @@ extern "C" {
         timeout: c_long,
     ) -> c_long;
     pub(crate) fn tf_wait_sb_born_or_dying(sb: *mut bindings::super_block);
+    pub(crate) fn tf_fault_init();
+    pub(crate) fn tf_should_fail(point: c_uint, level: c_uint) -> bool;
     pub(crate) fn tf_call_rcu_hurry(
         head: *mut bindings::callback_head,
         func: bindings::rcu_callback_t,

@@ -10,6 +10,8 @@
  * there).  The Rust side declares them in rust/ffi.rs.
  */
 
+#include <linux/debugfs.h>
+#include <linux/fault-inject.h>
 #include <linux/fs.h>
 #include <linux/kthread.h>
 #include <linux/lockdep.h>
@@ -51,13 +53,6 @@ unsigned int tf_percpu_rwsem_readers(struct percpu_rw_semaphore *sem)
 		sum += data_race(per_cpu(*sem->read_count, cpu));
 	}
 	return sum;
-}
-
-/* Full barrier of readers_active_check() ("C matches B"). */
-void tf_smp_mb(void)
-{
-	/* If we observed the decrement, ensure we see the critical section. */
-	smp_mb();
 }
 
 /* percpu_down_read() / percpu_up_read(): static inline. */
@@ -256,4 +251,54 @@ int tf_percpu_rwsem_wait_block(struct percpu_rw_semaphore *sem, long timeout)
 	}
 	__set_current_state(TASK_RUNNING);
 	return ret;
+}
+
+/*
+ * Test-only fault points, off unless armed through debugfs, in the way of
+ * the kernel's own fault injection (Documentation/fault-injection/):
+ * /sys/kernel/debug/timed_freeze/fail_<point>/ has the usual probability,
+ * interval, times, space, verbose and task-filter knobs.  On a kernel
+ * without CONFIG_FAULT_INJECTION_DEBUG_FS the attributes are stubs and no
+ * point ever fails.  The points and their meaning are in rust/fault.rs.
+ */
+static DECLARE_FAULT_ATTR(tf_fail_level_wait);
+static DECLARE_FAULT_ATTR(tf_fail_sync_fs);
+static DECLARE_FAULT_ATTR(tf_fail_sync_bdev);
+/* fail_level_wait/level: the SB_FREEZE_* level whose wait fails, 0 any. */
+static u32 tf_fail_level;
+
+static struct fault_attr *const tf_fault_attrs[] = {
+	&tf_fail_level_wait,
+	&tf_fail_sync_fs,
+	&tf_fail_sync_bdev,
+};
+
+/* Creates the fail_* directories under timed_freeze/ in debugfs. */
+void tf_fault_init(void)
+{
+	struct dentry *parent = debugfs_lookup("timed_freeze", NULL);
+	struct dentry *d;
+
+	if (!parent)
+		return;
+	d = fault_create_debugfs_attr("fail_level_wait", parent, &tf_fail_level_wait);
+	if (!IS_ERR(d))
+		debugfs_create_u32("level", 0600, d, &tf_fail_level);
+	fault_create_debugfs_attr("fail_sync_fs", parent, &tf_fail_sync_fs);
+	fault_create_debugfs_attr("fail_sync_bdev", parent, &tf_fail_sync_bdev);
+	dput(parent);
+}
+
+/*
+ * Whether fault point @point (an index of tf_fault_attrs) fails now;
+ * @level narrows fail_level_wait to one level.
+ */
+bool tf_should_fail(unsigned int point, unsigned int level)
+{
+	if (point >= ARRAY_SIZE(tf_fault_attrs))
+		return false;
+	if (tf_fault_attrs[point] == &tf_fail_level_wait &&
+	    READ_ONCE(tf_fail_level) && READ_ONCE(tf_fail_level) != level)
+		return false;
+	return should_fail(tf_fault_attrs[point], 1);
 }
