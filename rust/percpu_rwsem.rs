@@ -28,7 +28,10 @@ use core::{marker::PhantomData, mem::ManuallyDrop, ptr::addr_of_mut};
 use kernel::{
     bindings,
     prelude::*,
-    sync::LockClassKey,
+    sync::{
+        barrier::{smp_mb, Full},
+        LockClassKey,
+    },
     time::{Delta, Instant, Monotonic},
     types::Opaque,
 };
@@ -40,6 +43,17 @@ pub(crate) enum GracePeriod {
     Normal,
     /// `synchronize_rcu_expedited()`: a faster switch for an IPI to every CPU.
     Expedited,
+}
+
+/// Why a timed write lock was not taken: the deadline passed (`ETIMEDOUT`) or a fatal
+/// signal came (`EINTR`), with the readers that were inside at that moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WaitError {
+    /// `ETIMEDOUT` or `EINTR`.
+    pub(crate) err: Error,
+    /// Readers inside when the wait ended, counted before anything was undone: the undo
+    /// hands the lock to the readers it had blocked, which then count too.
+    pub(crate) readers: u32,
 }
 
 /// A point in time after which a timed wait gives up.
@@ -119,6 +133,12 @@ impl PercpuRwSem {
         self.inner.get()
     }
 
+    /// The semaphore's `rcu_sync`.
+    fn rss_raw(&self) -> *mut bindings::rcu_sync {
+        // SAFETY: A field of the initialised semaphore (type invariant); no reference is made.
+        unsafe { addr_of_mut!((*self.as_raw()).rss) }
+    }
+
     /// How many readers are inside right now (the sum of the per-CPU counters).
     ///
     /// Racy by nature: a diagnostic, not a synchronisation primitive.
@@ -147,7 +167,7 @@ impl PercpuRwSem {
         &self,
         deadline: &Deadline,
         gp: GracePeriod,
-    ) -> Result<PercpuWriteGuard<'_>> {
+    ) -> Result<PercpuWriteGuard<'_>, WaitError> {
         let sem = self.as_raw();
         kernel::task::might_sleep();
         // SAFETY: The semaphore is initialised (type invariant).
@@ -155,18 +175,18 @@ impl PercpuRwSem {
 
         // Notify readers to take the slow path.
         // SAFETY: `rss` of an initialised semaphore is an initialised `rcu_sync`.
-        unsafe { rcu_sync::enter(addr_of_mut!((*sem).rss), gp) };
+        unsafe { rcu_sync::enter(self.rss_raw(), gp) };
 
         // Try set sem->block; this provides writer-writer exclusion. Having sem->block set
         // makes new readers block.
-        if let Err(e) = self.wait_block(deadline) {
+        if let Err(err) = self.wait_block(deadline) {
+            let readers = self.readers();
             // Undo what percpu_up_write() would not: we never owned `block`.
-            // SAFETY: Entered above; lockdep acquired above.
-            unsafe {
-                ffi::tf_percpu_rwsem_lockdep_release(sem, ip());
-                rcu_sync::exit(addr_of_mut!((*sem).rss));
-            }
-            return Err(e);
+            // SAFETY: Acquired above, in this task.
+            unsafe { ffi::tf_percpu_rwsem_lockdep_release(sem, ip()) };
+            // SAFETY: Entered above.
+            unsafe { rcu_sync::exit(self.rss_raw()) };
+            return Err(WaitError { err, readers });
         }
 
         // INVARIANT: from here on `block` is ours, so the guard may release it.
@@ -179,6 +199,17 @@ impl PercpuRwSem {
         // percpu_up_write(): the complete undo.
         self.wait_readers(deadline)?;
         Ok(guard)
+    }
+
+    /// The kernel's own `percpu_down_write()`: uninterruptible, without a deadline.
+    pub(crate) fn down_write(&self) -> PercpuWriteGuard<'_> {
+        // SAFETY: The semaphore is initialised (type invariant).
+        unsafe { bindings::percpu_down_write(self.as_raw()) };
+        // INVARIANT: taken above.
+        PercpuWriteGuard {
+            sem: self,
+            _not_send: PhantomData,
+        }
     }
 
     /// Step 3: owns `sem->block` on success.
@@ -198,7 +229,7 @@ impl PercpuRwSem {
 
     /// Step 4: the `rcuwait_wait_event(&sem->writer, readers_active_check(sem), ...)` of
     /// `percpu_down_write()`, killable and with a deadline.
-    fn wait_readers(&self, deadline: &Deadline) -> Result {
+    fn wait_readers(&self, deadline: &Deadline) -> Result<(), WaitError> {
         let sem = self.as_raw();
         // SAFETY: `writer` of an initialised semaphore is an initialised `rcuwait`; this task
         // is the only writer (it owns `block`), so it may publish itself there.
@@ -206,16 +237,26 @@ impl PercpuRwSem {
         let ret = loop {
             // SAFETY: Sets the state of the current task only.
             unsafe { ffi::tf_set_current_state_killable() };
-            if self.readers_active_check() {
+            let readers = self.readers();
+            if readers == 0 {
+                // If we observed the decrement; ensure we see the entire critical section.
+                // (readers_active_check(): C matches B.)
+                smp_mb(Full);
                 break Ok(());
             }
             // SAFETY: Reads the current task's signals only.
             if unsafe { ffi::tf_fatal_signal_pending() } {
-                break Err(EINTR);
+                break Err(WaitError {
+                    err: EINTR,
+                    readers,
+                });
             }
             let left = deadline.remaining_jiffies();
             if left == 0 {
-                break Err(ETIMEDOUT);
+                break Err(WaitError {
+                    err: ETIMEDOUT,
+                    readers,
+                });
             }
             // SAFETY: Sleeping is allowed here (`might_sleep()` above, no spinlock held);
             // readers leaving wake us through `rcuwait_wake_up(&sem->writer)`.
@@ -224,17 +265,6 @@ impl PercpuRwSem {
         // SAFETY: Pairs with `tf_prepare_to_rcuwait()` above; sets TASK_RUNNING.
         unsafe { bindings::finish_rcuwait(addr_of_mut!((*sem).writer)) };
         ret
-    }
-
-    /// `readers_active_check()` (kernel/locking/percpu-rwsem.c, static).
-    fn readers_active_check(&self) -> bool {
-        if self.readers() != 0 {
-            return false;
-        }
-        // If we observed the decrement; ensure we see the entire critical section.
-        // SAFETY: A full memory barrier has no preconditions. (C matches B.)
-        unsafe { ffi::tf_smp_mb() };
-        true
     }
 }
 
@@ -382,7 +412,16 @@ pub(crate) mod rcu_sync {
     use super::GracePeriod;
     use crate::ffi;
     use core::ptr::addr_of_mut;
-    use kernel::bindings;
+    use kernel::{
+        bindings,
+        sync::atomic::{Acquire, Atomic, Relaxed},
+    };
+
+    /// Callbacks of ours ([`func`]) queued and not yet finished. A callback that finds
+    /// `GP_REPLAY` queues itself again from inside the RCU callback, after any
+    /// `rcu_barrier()` already under way, so one barrier is not enough before our code goes
+    /// away: [`wait_for_callbacks`] waits until this is zero.
+    static IN_FLIGHT: Atomic<i32> = Atomic::new(0);
 
     // The private `enum { GP_IDLE = 0, GP_ENTER, GP_PASSED, GP_EXIT, GP_REPLAY }` of
     // kernel/rcu/sync.c.
@@ -428,7 +467,7 @@ pub(crate) mod rcu_sync {
     /// # Safety
     ///
     /// `rhp` is the `cb_head` of a valid `rcu_sync`.
-    unsafe extern "C" fn func(rhp: *mut bindings::callback_head) {
+    unsafe fn func(rhp: *mut bindings::callback_head) {
         // SAFETY: `rhp` is `&rsp->cb_head` per the caller (container_of()).
         let rsp = unsafe { kernel::container_of!(rhp, bindings::rcu_sync, cb_head) };
 
@@ -457,6 +496,20 @@ pub(crate) mod rcu_sync {
         }
     }
 
+    /// The RCU callback [`call`] queues: [`func`], counted in [`IN_FLIGHT`]. (`enter()` calls
+    /// `func()` itself, as `rcu_sync_enter()` calls `rcu_sync_func()`: not counted.)
+    ///
+    /// # Safety
+    ///
+    /// `rhp` is the `cb_head` of a valid `rcu_sync`, queued by [`call`].
+    unsafe extern "C" fn callback(rhp: *mut bindings::callback_head) {
+        // SAFETY: Per the caller.
+        unsafe { func(rhp) };
+        // The last thing this callback does: see `wait_for_callbacks()`.
+        let was = IN_FLIGHT.fetch_sub(1, Relaxed);
+        warn_on_once!(was <= 0);
+    }
+
     /// Mirror of `rcu_sync_call()` (kernel/rcu/sync.c, static).
     ///
     /// # Safety
@@ -464,8 +517,9 @@ pub(crate) mod rcu_sync {
     /// `rsp` is a valid `rcu_sync` that stays valid until the callback ran (the owner's
     /// `rcu_sync_dtor()` waits for it with `rcu_barrier()`, and so does module unload).
     unsafe fn call(rsp: *mut bindings::rcu_sync) {
+        IN_FLIGHT.fetch_add(1, Relaxed);
         // SAFETY: Per the caller.
-        unsafe { ffi::tf_call_rcu_hurry(addr_of_mut!((*rsp).cb_head), Some(func)) };
+        unsafe { ffi::tf_call_rcu_hurry(addr_of_mut!((*rsp).cb_head), Some(callback)) };
     }
 
     /// Mirror of `rcu_sync_enter()` (kernel/rcu/sync.c): force readers onto the slow path.
@@ -530,6 +584,45 @@ pub(crate) mod rcu_sync {
                     set_state(rsp, GP_REPLAY);
                 }
             }
+            ffi::tf_spin_unlock_irq(lock(rsp));
+        }
+    }
+
+    /// Waits until no callback of ours is queued or running, so that the module's code can
+    /// go (the pattern of Documentation/RCU/rcubarrier.rst for callbacks that requeue).
+    ///
+    /// Each `rcu_barrier()` waits for every callback queued before it to finish; a callback
+    /// that requeued itself is counted again before it finishes, so a zero seen after a
+    /// barrier means none is left.
+    pub(crate) fn wait_for_callbacks() {
+        loop {
+            kernel::sync::rcu::rcu_barrier();
+            if IN_FLIGHT.load(Acquire) == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Callbacks of ours queued and not yet finished, for tests.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn in_flight() -> i32 {
+        IN_FLIGHT.load(Relaxed)
+    }
+
+    /// For tests: the state an [`exit`] leaves when it finds the callback of an earlier exit
+    /// still queued (`GP_REPLAY`, a callback of ours queued), made in one critical section of
+    /// `rss_lock` so that the callback, which takes that lock, cannot see it half made.
+    ///
+    /// # Safety
+    ///
+    /// `rsp` is a valid, idle `rcu_sync` that stays valid until the callbacks ran.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) unsafe fn test_queue_replay(rsp: *mut bindings::rcu_sync) {
+        // SAFETY: Valid per the caller; the lock is taken and released in pairs.
+        unsafe {
+            ffi::tf_spin_lock_irq(lock(rsp));
+            set_state(rsp, GP_REPLAY);
+            call(rsp);
             ffi::tf_spin_unlock_irq(lock(rsp));
         }
     }
@@ -653,7 +746,7 @@ mod tests {
         s.w_elapsed_ns
             .store(start.elapsed().as_nanos(), Ordering::SeqCst);
         s.w_result
-            .store(r.err().map_or(0, |e| e.to_errno()), Ordering::SeqCst);
+            .store(r.err().map_or(0, |e| e.err.to_errno()), Ordering::SeqCst);
     }
 
     /// Reader B: arrives while the writer is pending (the daemon in the real vector).
@@ -708,10 +801,13 @@ mod tests {
     fn no_readers_succeeds() -> Result {
         let s = shared()?;
         let start = Instant::<Monotonic>::now();
-        let g = s.sem.down_write_timeout(
-            &Deadline::after(Delta::from_millis(TIMEOUT_MS)),
-            GracePeriod::Normal,
-        )?;
+        let g = s
+            .sem
+            .down_write_timeout(
+                &Deadline::after(Delta::from_millis(TIMEOUT_MS)),
+                GracePeriod::Normal,
+            )
+            .map_err(|e| e.err)?;
         assert!(start.elapsed().as_millis() < TIMEOUT_MS);
         // Held: readers are switched to the slow path and blocked.
         assert!(!s.sem.readers_fast());
@@ -742,7 +838,7 @@ mod tests {
             took,
             TIMEOUT_MS
         );
-        assert_eq!(r.err(), Some(ETIMEDOUT));
+        assert_eq!(r.err().map(|e| e.err), Some(ETIMEDOUT));
         assert!(took >= TIMEOUT_MS);
         assert!(took <= TIMEOUT_MS + SLACK_MS);
         // The reader is still inside, untouched.
@@ -799,7 +895,8 @@ mod tests {
             .down_write_timeout(
                 &Deadline::after(Delta::from_millis(TIMEOUT_MS)),
                 GracePeriod::Expedited,
-            )?
+            )
+            .map_err(|e| e.err)?
             .keep_held();
         assert!(!s.sem.try_down_read());
         // SAFETY: Held (kept) just above, in this task.
@@ -815,6 +912,29 @@ mod tests {
         Ok(())
     }
 
+    /// An exit that finds the callback of an earlier exit still queued (GP_EXIT) only marks
+    /// it (GP_REPLAY); that callback then queues itself once more, after any `rcu_barrier()`
+    /// already under way. What module exit waits for must cover that second callback.
+    #[test]
+    fn module_exit_waits_for_requeued_callbacks() -> Result {
+        // Start from none of ours in flight (earlier cases leave some queued).
+        rcu_sync::wait_for_callbacks();
+        let s = shared()?;
+        // SAFETY: The initialised `rcu_sync` of a live semaphore, which stays valid until the
+        // callbacks ran (`wait_for_callbacks()` below, then `percpu_free_rwsem()`).
+        unsafe { rcu_sync::test_queue_replay(s.sem.rss_raw()) };
+        kernel::sync::rcu::rcu_barrier();
+        pr_info!(
+            "after one rcu_barrier(): {} callback(s) of ours still queued\n",
+            rcu_sync::in_flight()
+        );
+        rcu_sync::wait_for_callbacks();
+        assert_eq!(rcu_sync::in_flight(), 0);
+        // The requeued callback ran too: the state is back to GP_IDLE.
+        assert!(s.sem.readers_fast());
+        Ok(())
+    }
+
     #[test]
     fn passed_deadline_makes_one_attempt() -> Result {
         let s = shared()?;
@@ -822,7 +942,8 @@ mod tests {
         // Free: an already-passed deadline still takes the lock.
         drop(
             s.sem
-                .down_write_timeout(&Deadline::after(Delta::ZERO), GracePeriod::Normal)?,
+                .down_write_timeout(&Deadline::after(Delta::ZERO), GracePeriod::Normal)
+                .map_err(|e| e.err)?,
         );
         spawn(&s, c"tf-reader-a", reader_a)?;
         assert!(wait_until(5000, || s.a_in.load(Ordering::SeqCst)));
@@ -831,7 +952,7 @@ mod tests {
         let r = s
             .sem
             .down_write_timeout(&Deadline::after(Delta::ZERO), GracePeriod::Normal);
-        assert_eq!(r.err(), Some(ETIMEDOUT));
+        assert_eq!(r.err().map(|e| e.err), Some(ETIMEDOUT));
         assert!(start.elapsed().as_millis() <= SLACK_MS);
         Ok(())
     }
