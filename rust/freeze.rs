@@ -3,24 +3,31 @@
 //! `freeze_super()` with a deadline, retries and a complete undo.
 //!
 //! [`timed_freeze_super`] runs attempts of [`freeze_attempt`], a step-by-step mirror of
-//! `freeze_super()` (fs/super.c, Linux 7.3) whose three waits for writers
-//! (`sb_wait_write()`) are [`PercpuRwSem::down_write_timeout`] against one deadline per
-//! attempt, and whose wait for another freezer (`wait_for_partially_frozen()`) is timed
-//! against the same deadline. When an attempt times out, it undoes itself completely before
-//! returning, in the order of `freeze_super()`'s own error paths: `s_writers.frozen` back to
-//! `SB_UNFROZEN`, the levels it holds released in reverse order (`sb_freeze_unlock()`),
-//! waiters on `s_writers.frozen` woken, and the active reference dropped with `s_umount`
-//! held (`deactivate_locked_super()`). The writers the attempt had blocked then run, which
-//! is what breaks an R->W->R chain through a userspace daemon; after a short back-off the
-//! next attempt starts.
+//! `freeze_super()` (fs/super.c, Linux 7.3). The design, and every difference from the
+//! original, is in `Documentation/timed-freeze.rst`; in short:
+//!
+//! - the three waits for writers (`sb_wait_write()`) before the sync, and the wait for another
+//!   freezer (`wait_for_partially_frozen()`), have the attempt's deadline and end on a fatal
+//!   signal; when one ends early, the attempt undoes itself completely, in the order of
+//!   `freeze_super()`'s own error paths;
+//! - the sync is the attempt's commit point. `->sync_fs()` may act on the freeze it sees
+//!   coming (xfs stops its background GC when `frozen` is `SB_FREEZE_PAGEFAULT`, and only
+//!   `->freeze_fs()`'s error path or a thaw restarts it), so nothing of ours may fail after
+//!   it: the level-3 drain is checked with the deadline *before* the sync, and after it the
+//!   level-3 wait is the kernel's own. A sync error after `->sync_fs()` ran completes the
+//!   freeze and thaws it again, so that the filesystem's `->unfreeze_fs()` undoes what its
+//!   `->sync_fs()` did.
 
-use crate::ffi;
+use crate::fault;
 use crate::percpu_rwsem::{Deadline, GracePeriod, PercpuRwSem, PercpuWriteGuard};
+use crate::{ffi, uapi};
 use core::{ffi::c_void, ptr::addr_of_mut};
 use kernel::{
     bindings,
+    fs::File,
     prelude::*,
-    time::{Delta, Instant, Monotonic},
+    sync::atomic::{Acquire, Atomic},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
     types::Opaque,
 };
 
@@ -86,12 +93,16 @@ pub(crate) struct FreezeParams {
 pub(crate) struct FreezeReport {
     /// Attempts made.
     pub(crate) attempts: u32,
+    /// Attempts a deadline or a fatal signal ended, each undone.
+    pub(crate) undone: u32,
     /// Time from the start of the first attempt to the return.
     pub(crate) elapsed_ns: u64,
     /// The `SB_FREEZE_*` level whose wait last timed out; 0 when none did.
     pub(crate) timed_out_level: u32,
     /// Writers inside that level when its wait timed out.
     pub(crate) writers_inside: u32,
+    /// `TIMED_FREEZE_WAIT_*`: the wait a deadline or a fatal signal last ended; 0 when none.
+    pub(crate) gave_up: u32,
 }
 
 /// A `struct super_block`.
@@ -113,6 +124,13 @@ impl SuperBlock {
         unsafe { &*ptr.cast::<Self>() }
     }
 
+    /// The superblock of an open file: `file_inode(file)->i_sb`.
+    pub(crate) fn from_file(file: &File) -> &Self {
+        // SAFETY: An open file has a valid inode, whose superblock stays alive at least as long
+        // as the file is open (the file pins its mount).
+        unsafe { Self::from_raw((*(*file.as_ptr()).f_inode).i_sb) }
+    }
+
     pub(crate) fn as_raw(&self) -> *mut bindings::super_block {
         self.0.get()
     }
@@ -126,7 +144,7 @@ impl SuperBlock {
     }
 
     /// The filesystem's `super_operations`.
-    fn ops(&self) -> &bindings::super_operations {
+    pub(crate) fn ops(&self) -> &bindings::super_operations {
         // SAFETY: `s_op` of a live superblock points to a static table.
         unsafe { &*(*self.as_raw()).s_op }
     }
@@ -153,28 +171,34 @@ impl SuperBlock {
         unsafe { bindings::ns_capable((*self.as_raw()).s_user_ns, bindings::CAP_SYS_ADMIN as i32) }
     }
 
+    /// `thaw_super(sb, who, owner)`: undoes a freeze of `holder`.
+    pub(crate) fn thaw(&self, holder: Holder) -> Result {
+        let (who, owner) = holder.who();
+        // SAFETY: A live superblock; `thaw_super()` takes `s_umount` itself.
+        kernel::error::to_result(unsafe { bindings::thaw_super(self.as_raw(), who, owner) })
+    }
+
     /// Mirror of `super_lock_excl()` (fs/super.c, static): waits until the superblock is
     /// born or dying, then takes `s_umount` exclusively unless it is dying.
     fn lock_excl(&self) -> Option<UmountGuard<'_>> {
         let sb = self.as_raw();
-        // SAFETY: A live superblock; this task does not hold `s_umount`.
-        unsafe {
-            // wait until the superblock is ready or dying
-            ffi::tf_wait_sb_born_or_dying(sb);
-            // Don't pointlessly acquire s_umount.
-            if self.flags_acquire() & SB_DYING != 0 {
-                return None;
-            }
-            bindings::down_write(addr_of_mut!((*sb).s_umount));
-            // Has gone through generic_shutdown_super() in the meantime.
-            if (*sb).s_flags & SB_DYING != 0 {
-                bindings::up_write(addr_of_mut!((*sb).s_umount));
-                return None;
-            }
-            kernel::warn_on!((*sb).s_flags & SB_BORN == 0);
+        // wait until the superblock is ready or dying
+        // SAFETY: A live superblock.
+        unsafe { ffi::tf_wait_sb_born_or_dying(sb) };
+        // Don't pointlessly acquire s_umount.
+        if self.flags_acquire() & SB_DYING != 0 {
+            return None;
         }
+        // SAFETY: A live superblock; this task does not hold `s_umount`.
+        unsafe { bindings::down_write(addr_of_mut!((*sb).s_umount)) };
         // INVARIANT: `s_umount` taken exclusively above.
-        Some(UmountGuard { sb: self })
+        let s = UmountGuard { sb: self };
+        // Has gone through generic_shutdown_super() in the meantime.
+        if s.flags() & SB_DYING != 0 {
+            return None;
+        }
+        kernel::warn_on!(s.flags() & SB_BORN == 0);
+        Some(s)
     }
 
     /// `__super_lock_excl()`: `down_write(&sb->s_umount)`, no born/dying checks (the
@@ -188,11 +212,10 @@ impl SuperBlock {
 
     /// `super_flags()`: `smp_load_acquire(&sb->s_flags)`.
     fn flags_acquire(&self) -> usize {
-        // SAFETY: A live superblock.
-        let flags = unsafe {
-            &*addr_of_mut!((*self.as_raw()).s_flags).cast::<core::sync::atomic::AtomicUsize>()
-        };
-        flags.load(core::sync::atomic::Ordering::Acquire)
+        // SAFETY: `s_flags` of a live superblock is an aligned `unsigned long` that others
+        // access atomically (`smp_store_release()` in super_wake()) or under `s_umount`.
+        let flags = unsafe { Atomic::from_ptr(addr_of_mut!((*self.as_raw()).s_flags)) };
+        flags.load(Acquire)
     }
 }
 
@@ -208,6 +231,12 @@ struct UmountGuard<'a> {
 impl<'a> UmountGuard<'a> {
     fn raw(&self) -> *mut bindings::super_block {
         self.sb.as_raw()
+    }
+
+    /// `sb->s_flags`, stable against the changes `s_umount` protects.
+    fn flags(&self) -> usize {
+        // SAFETY: A live superblock; we hold `s_umount`.
+        unsafe { (*self.raw()).s_flags }
     }
 
     fn frozen(&self) -> u16 {
@@ -226,9 +255,9 @@ impl<'a> UmountGuard<'a> {
         unsafe { bindings::wake_up_var(addr_of_mut!((*self.raw()).s_writers.frozen).cast()) };
     }
 
+    /// `sb_rdonly()`.
     fn rdonly(&self) -> bool {
-        // SAFETY: `s_flags` of a live superblock; `sb_rdonly()`.
-        unsafe { (*self.raw()).s_flags & SB_RDONLY != 0 }
+        self.flags() & SB_RDONLY != 0
     }
 
     /// `atomic_inc(&sb->s_active)`.
@@ -257,63 +286,80 @@ impl<'a> UmountGuard<'a> {
 
     /// Mirror of `may_freeze()` (fs/super.c, static).
     fn may_freeze(&self, who: u32, owner: *const c_void) -> bool {
-        let w = self.raw();
-        kernel::warn_on!(who & !FREEZE_FLAGS != 0);
-        kernel::warn_on!((who & FREEZE_HOLDERS).count_ones() > 1);
-        // SAFETY: `s_writers` counters and owner are protected by `s_umount`, which we hold.
-        unsafe {
-            let sw = &mut (*w).s_writers;
-            if who & FREEZE_EXCL != 0 {
-                if kernel::warn_on!(who & FREEZE_HOLDER_KERNEL == 0) {
-                    return false;
-                }
-                if kernel::warn_on!(who & !(FREEZE_EXCL | FREEZE_HOLDER_KERNEL) != 0) {
-                    return false;
-                }
-                if kernel::warn_on!(owner.is_null()) {
-                    return false;
-                }
-                // This freeze already has a specific owner.
-                if !sw.freeze_owner.is_null() {
-                    return false;
-                }
-                // This is already frozen multiple times so we're just going to take a
-                // reference count and mark the freeze as being owned by the caller.
-                if sw.freeze_kcount + sw.freeze_ucount != 0 {
-                    sw.freeze_owner = owner;
-                }
-                return true;
+        let sw = self.writers();
+        warn_on_once!(who & !FREEZE_FLAGS != 0);
+        warn_on_once!((who & FREEZE_HOLDERS).count_ones() > 1);
+
+        // SAFETY (this and every block below): `sw` is `&sb->s_writers` of a live
+        // superblock; its counters and owner are protected by `s_umount`, which we hold. Each
+        // field is read or written through the raw pointer, never through a reference to the
+        // whole `struct sb_writers`, whose `rw_sem[]` other CPUs change.
+        if who & FREEZE_EXCL != 0 {
+            if warn_on_once!(who & FREEZE_HOLDER_KERNEL == 0) {
+                return false;
             }
-            if who & FREEZE_HOLDER_KERNEL != 0 {
-                return who & FREEZE_MAY_NEST != 0 || sw.freeze_kcount == 0;
+            if warn_on_once!(who & !(FREEZE_EXCL | FREEZE_HOLDER_KERNEL) != 0) {
+                return false;
             }
-            if who & FREEZE_HOLDER_USERSPACE != 0 {
-                return who & FREEZE_MAY_NEST != 0 || sw.freeze_ucount == 0;
+            if warn_on_once!(owner.is_null()) {
+                return false;
             }
+            // This freeze already has a specific owner.
+            // SAFETY: See above.
+            if !unsafe { (*sw).freeze_owner }.is_null() {
+                return false;
+            }
+            // This is already frozen multiple times so we're just going to take a reference
+            // count and mark the freeze as being owned by the caller.
+            // SAFETY: See above.
+            if unsafe { (*sw).freeze_kcount + (*sw).freeze_ucount } != 0 {
+                // SAFETY: See above.
+                unsafe { (*sw).freeze_owner = owner };
+            }
+            return true;
         }
+
+        if who & FREEZE_HOLDER_KERNEL != 0 {
+            // SAFETY: See above.
+            return who & FREEZE_MAY_NEST != 0 || unsafe { (*sw).freeze_kcount } == 0;
+        }
+
+        if who & FREEZE_HOLDER_USERSPACE != 0 {
+            // SAFETY: See above.
+            return who & FREEZE_MAY_NEST != 0 || unsafe { (*sw).freeze_ucount } == 0;
+        }
+
         false
     }
 
     /// Mirror of `freeze_inc()` (fs/super.c, static).
     fn freeze_inc(&mut self, who: u32) -> i32 {
-        kernel::warn_on!(who & !FREEZE_FLAGS != 0);
-        kernel::warn_on!((who & FREEZE_HOLDERS).count_ones() > 1);
-        // SAFETY: Protected by `s_umount`, which we hold.
-        unsafe {
-            let sw = &mut (*self.raw()).s_writers;
-            if who & FREEZE_HOLDER_KERNEL != 0 {
-                sw.freeze_kcount += 1;
-            }
-            if who & FREEZE_HOLDER_USERSPACE != 0 {
-                sw.freeze_ucount += 1;
-            }
-            sw.freeze_kcount + sw.freeze_ucount
+        let sw = self.writers();
+        warn_on_once!(who & !FREEZE_FLAGS != 0);
+        warn_on_once!((who & FREEZE_HOLDERS).count_ones() > 1);
+
+        // SAFETY (each block): as in `may_freeze()`: protected by `s_umount`, field by field.
+        if who & FREEZE_HOLDER_KERNEL != 0 {
+            // SAFETY: See above.
+            unsafe { (*sw).freeze_kcount += 1 };
         }
+        if who & FREEZE_HOLDER_USERSPACE != 0 {
+            // SAFETY: See above.
+            unsafe { (*sw).freeze_ucount += 1 };
+        }
+        // SAFETY: See above.
+        unsafe { (*sw).freeze_kcount + (*sw).freeze_ucount }
+    }
+
+    /// `&sb->s_writers`, as a raw pointer (see `may_freeze()`).
+    fn writers(&self) -> *mut bindings::sb_writers {
+        // SAFETY: A live superblock; no reference is made.
+        unsafe { addr_of_mut!((*self.raw()).s_writers) }
     }
 
     fn set_owner(&mut self, owner: *const c_void) {
         // SAFETY: Protected by `s_umount`, which we hold.
-        unsafe { (*self.raw()).s_writers.freeze_owner = owner };
+        unsafe { (*self.writers()).freeze_owner = owner };
     }
 
     /// Timed mirror of `wait_for_partially_frozen()` (fs/super.c, static): drops
@@ -380,7 +426,8 @@ impl<'a> HeldLevels<'a> {
         }
     }
 
-    fn push(&mut self, level: u16, g: PercpuWriteGuard<'a>) {
+    /// Records that level `level` is held.
+    fn hold(&mut self, level: u16, g: PercpuWriteGuard<'a>) {
         self.held[usize::from(level) - 1] = Some(g);
     }
 
@@ -403,21 +450,121 @@ impl<'a> HeldLevels<'a> {
 /// Why an attempt failed, with what the report needs.
 struct AttemptError {
     err: Error,
-    level: u32,
+    /// `TIMED_FREEZE_WAIT_*`: the wait a deadline or a fatal signal ended; 0 for any other
+    /// error (the filesystem's own, `EBUSY`, ...), which is never retried.
+    wait: u32,
+    /// Writers inside that level when its wait ended (level waits only).
     writers: u32,
+}
+
+impl AttemptError {
+    /// A wait that a deadline (`ETIMEDOUT`) or a fatal signal (`EINTR`) ended.
+    fn gave_up(err: Error, wait: u32, writers: u32) -> Self {
+        Self { err, wait, writers }
+    }
 }
 
 impl From<Error> for AttemptError {
     fn from(err: Error) -> Self {
-        AttemptError {
+        Self {
             err,
-            level: 0,
+            wait: uapi::WAIT_NONE,
             writers: 0,
         }
     }
 }
 
-/// One attempt: a mirror of `freeze_super()` (fs/super.c), step by step, with timed waits.
+/// A timed wait for the writers of level `level`, with its fault point.
+fn level_down_write<'a>(
+    sb: &'a SuperBlock,
+    level: u16,
+    deadline: &Deadline,
+    gp: GracePeriod,
+) -> Result<PercpuWriteGuard<'a>, AttemptError> {
+    let sem = sb.level(level);
+    match sem.down_write_timeout(deadline, gp) {
+        Ok(g) if fault::should_fail(fault::Point::LevelWait, level) => {
+            let writers = sem.readers();
+            drop(g);
+            Err(AttemptError::gave_up(ETIMEDOUT, level.into(), writers))
+        }
+        Ok(g) => Ok(g),
+        Err(e) => Err(AttemptError::gave_up(e.err, level.into(), e.readers)),
+    }
+}
+
+/// How the sync under the levels failed.
+enum SyncError {
+    /// Before the filesystem's `->sync_fs(sb, 1)` had an effect: undo as after any failure.
+    Before(Error),
+    /// After it: the filesystem may have acted on the freeze it saw coming.
+    After(Error),
+}
+
+/// Mirror of `sync_filesystem()` (fs/sync.c), run with `s_umount` held (`s`) at
+/// `SB_FREEZE_PAGEFAULT`, that tells whether it failed before or after `->sync_fs(sb, 1)`.
+///
+/// An error `->sync_fs()` returns is the filesystem's: it undid what it did (xfs returns
+/// before stopping its GC). Only the block device's flush that follows can fail after it.
+fn sync_filesystem(s: &UmountGuard<'_>) -> Result<(), SyncError> {
+    let sb = s.raw();
+    let sync_fs = s.sb.ops().sync_fs;
+    // Every `unsafe` block below makes a call of `sync_filesystem()` on a live superblock
+    // whose `s_umount` we hold, as it requires; `s_bdev` may be NULL, which sync_blockdev*()
+    // accept.
+    // SAFETY: `s_bdev` of a live superblock, set at mount and stable under `s_umount`.
+    let bdev = unsafe { (*sb).s_bdev };
+
+    // No point in syncing out anything if the filesystem is read-only.
+    if s.rdonly() {
+        return Ok(());
+    }
+
+    // Do the filesystem syncing work. For simple filesystems writeback_inodes_sb(sb) just
+    // dirties buffers with inodes so we have to submit I/O for these buffers via
+    // sync_blockdev(). This also speeds up the wait == 1 case since in that case
+    // write_inode() methods call sync_dirty_buffer() and thus effectively write one block at
+    // a time.
+    // SAFETY: See above.
+    unsafe { bindings::writeback_inodes_sb(sb, bindings::wb_reason_WB_REASON_SYNC) };
+    if let Some(f) = sync_fs {
+        // SAFETY: See above.
+        let ret = unsafe { f(sb, 0) };
+        if ret != 0 {
+            return Err(SyncError::Before(Error::from_errno(ret)));
+        }
+    }
+    // SAFETY: See above.
+    let ret = unsafe { bindings::sync_blockdev_nowait(bdev) };
+    if ret != 0 {
+        return Err(SyncError::Before(Error::from_errno(ret)));
+    }
+
+    // SAFETY: See above.
+    unsafe { bindings::sync_inodes_sb(sb) };
+    if fault::should_fail(fault::Point::SyncFs, 0) {
+        return Err(SyncError::Before(ETIMEDOUT));
+    }
+    if let Some(f) = sync_fs {
+        // SAFETY: See above.
+        let ret = unsafe { f(sb, 1) };
+        if ret != 0 {
+            return Err(SyncError::Before(Error::from_errno(ret)));
+        }
+    }
+    // SAFETY: See above.
+    let mut ret = unsafe { bindings::sync_blockdev(bdev) };
+    if ret == 0 && fault::should_fail(fault::Point::SyncBdev, 0) {
+        ret = -(bindings::EIO as i32);
+    }
+    if ret != 0 {
+        return Err(SyncError::After(Error::from_errno(ret)));
+    }
+    Ok(())
+}
+
+/// One attempt: a mirror of `freeze_super()` (fs/super.c), step by step, with timed waits up
+/// to the sync, which is the commit point.
 fn freeze_attempt(
     sb: &SuperBlock,
     p: &FreezeParams,
@@ -426,7 +573,7 @@ fn freeze_attempt(
     let (who, owner) = p.holder.who();
 
     let Some(mut s) = sb.lock_excl() else {
-        kernel::warn_on!(true); // "Dying superblock while freezing!"
+        warn_on_once!(true); // "Dying superblock while freezing!"
         return Err(EINVAL.into());
     };
     s.get_active();
@@ -435,7 +582,7 @@ fn freeze_attempt(
         // retry:
         if s.frozen() == SB_FREEZE_COMPLETE {
             let ret = if s.may_freeze(who, owner) {
-                if kernel::warn_on!(s.freeze_inc(who) == 1) {
+                if warn_on_once!(s.freeze_inc(who) == 1) {
                     Err(EINVAL) // The original returns 1 here: a WARN'd impossible state.
                 } else {
                     Ok(())
@@ -453,7 +600,7 @@ fn freeze_attempt(
             s = guard;
             if let Err(e) = ret {
                 s.deactivate();
-                return Err(e.into());
+                return Err(AttemptError::gave_up(e, uapi::WAIT_PARTIAL, 0));
             }
             continue; // goto retry
         }
@@ -462,7 +609,7 @@ fn freeze_attempt(
 
     if s.rdonly() {
         // Nothing to do really...
-        kernel::warn_on!(s.freeze_inc(who) > 1);
+        warn_on_once!(s.freeze_inc(who) > 1);
         s.set_owner(owner);
         s.set_frozen(SB_FREEZE_COMPLETE);
         s.wake_frozen();
@@ -475,81 +622,86 @@ fn freeze_attempt(
     s.set_frozen(SB_FREEZE_WRITE);
     // Release s_umount to preserve sb_start_write -> s_umount ordering
     let sb = s.unlock();
-    let w = sb.level(SB_FREEZE_WRITE).down_write_timeout(deadline, p.gp);
+    let w = level_down_write(sb, SB_FREEZE_WRITE, deadline, p.gp);
     let mut s = sb.lock_excl_active();
     match w {
-        Ok(g) => levels.push(SB_FREEZE_WRITE, g),
-        Err(e) => return Err(undo(s, levels, e, SB_FREEZE_WRITE)),
+        Ok(g) => levels.hold(SB_FREEZE_WRITE, g),
+        Err(e) => return Err(undo(s, levels, e)),
     }
 
     // Now we go and block page faults...
     s.set_frozen(SB_FREEZE_PAGEFAULT);
-    match sb
-        .level(SB_FREEZE_PAGEFAULT)
-        .down_write_timeout(deadline, p.gp)
-    {
-        Ok(g) => levels.push(SB_FREEZE_PAGEFAULT, g),
-        Err(e) => return Err(undo(s, levels, e, SB_FREEZE_PAGEFAULT)),
+    match level_down_write(sb, SB_FREEZE_PAGEFAULT, deadline, p.gp) {
+        Ok(g) => levels.hold(SB_FREEZE_PAGEFAULT, g),
+        Err(e) => return Err(undo(s, levels, e)),
+    }
+
+    // [timed-freeze] Nothing may fail after the sync below (see the module docs), so the
+    // wait for the fs-internal writers that may fail is made now: their drain, with the
+    // deadline, released again for the sync, whose own writeback needs them.
+    match level_down_write(sb, SB_FREEZE_FS, deadline, p.gp) {
+        Ok(g) => drop(g),
+        Err(e) => return Err(undo(s, levels, e)),
     }
 
     // All writers are done so after syncing there won't be dirty data
-    // SAFETY: A live superblock with `s_umount` held, as freeze_super() calls it.
-    let ret = unsafe { bindings::sync_filesystem(sb.as_raw()) };
-    if ret != 0 {
-        return Err(undo(s, levels, Error::from_errno(ret), 0));
-    }
+    let sync_err = match sync_filesystem(&s) {
+        Ok(()) => None,
+        Err(SyncError::Before(e)) => return Err(undo(s, levels, e.into())),
+        Err(SyncError::After(e)) => Some(e),
+    };
 
     // Now wait for internal filesystem counter
     s.set_frozen(SB_FREEZE_FS);
-    match sb.level(SB_FREEZE_FS).down_write_timeout(deadline, p.gp) {
-        Ok(g) => levels.push(SB_FREEZE_FS, g),
-        Err(e) => return Err(undo(s, levels, e, SB_FREEZE_FS)),
-    }
+    levels.hold(SB_FREEZE_FS, sb.level(SB_FREEZE_FS).down_write());
 
     if let Some(freeze_fs) = sb.ops().freeze_fs {
         // SAFETY: The filesystem's own callback, called as freeze_super() calls it.
         let ret = unsafe { freeze_fs(sb.as_raw()) };
         if ret != 0 {
             pr_err!("VFS:Filesystem freeze failed\n");
-            return Err(undo(s, levels, Error::from_errno(ret), 0));
+            return Err(undo(s, levels, Error::from_errno(ret).into()));
         }
     }
 
     // For debugging purposes so that fs can warn if it sees write activity when frozen is
     // set to SB_FREEZE_COMPLETE, and for thaw_super().
-    kernel::warn_on!(s.freeze_inc(who) > 1);
+    warn_on_once!(s.freeze_inc(who) > 1);
     s.set_owner(owner);
     s.set_frozen(SB_FREEZE_COMPLETE);
     s.wake_frozen();
     levels.keep();
     s.lockdep_freeze_release();
     s.unlock();
+
+    if let Some(e) = sync_err {
+        // [timed-freeze] The sync failed after ->sync_fs() acted on the freeze: frozen
+        // completely now, the filesystem's ->unfreeze_fs() puts it back as it was.
+        if let Err(t) = sb.thaw(p.holder) {
+            pr_err!(
+                "thaw of {} after a failed sync failed ({:?}): it stays frozen\n",
+                sb.fs_name(),
+                t
+            );
+        }
+        return Err(e.into());
+    }
     Ok(())
 }
 
 /// The error path of `freeze_super()`, for every level: `frozen = SB_UNFROZEN`,
 /// `sb_freeze_unlock()` of the levels held, `wake_up_var()`, `deactivate_locked_super()`.
-///
-/// `level` is the level whose wait failed (0: not a wait), for the report.
-fn undo(mut s: UmountGuard<'_>, levels: HeldLevels<'_>, err: Error, level: u16) -> AttemptError {
-    let writers = if level != 0 {
-        s.sb.level(level).readers()
-    } else {
-        0
-    };
+fn undo(mut s: UmountGuard<'_>, levels: HeldLevels<'_>, e: AttemptError) -> AttemptError {
     s.set_frozen(SB_UNFROZEN);
     levels.unlock();
     s.wake_frozen();
     s.deactivate();
-    AttemptError {
-        err,
-        level: u32::from(level),
-        writers,
-    }
+    e
 }
 
 /// Freezes `sb` as `freeze_super()` would, each attempt bounded by `p.timeout`, retrying
-/// `p.retries` times after an attempt that timed out. Fills `report` in every case.
+/// `p.retries` times after an attempt that gave up at its deadline. Fills `report` in every
+/// case.
 pub(crate) fn timed_freeze_super(
     sb: &SuperBlock,
     p: &FreezeParams,
@@ -562,16 +714,20 @@ pub(crate) fn timed_freeze_super(
         let deadline = Deadline::after(p.timeout);
         ret = freeze_attempt(sb, p, &deadline);
         match &ret {
-            Err(e) if e.err == ETIMEDOUT => {
-                report.timed_out_level = e.level;
+            Err(e) if e.wait != uapi::WAIT_NONE => {
+                report.undone += 1;
+                report.gave_up = e.wait;
+                report.timed_out_level = if e.wait <= SB_FREEZE_FS.into() {
+                    e.wait
+                } else {
+                    0
+                };
                 report.writers_inside = e.writers;
-                if report.attempts > p.retries {
+                if e.err != ETIMEDOUT || report.attempts > p.retries {
                     break;
                 }
                 // Let the writers the attempt blocked run before trying again.
-                let ms = u32::try_from(p.backoff.as_millis_ceil()).unwrap_or(u32::MAX);
-                // SAFETY: Sleeping is allowed here: no lock is held between attempts.
-                unsafe { bindings::msleep(ms) };
+                fsleep(p.backoff);
             }
             _ => break,
         }
