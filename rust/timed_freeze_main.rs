@@ -8,28 +8,46 @@
 //! reader holds the freeze lock, the freezer blocks new readers, the daemon is a new reader.
 //!
 //! This module exposes, through the misc device `/dev/timed-freeze`, a freeze whose waits
-//! for writers have a deadline. When the deadline passes, the partial freeze is undone so
-//! the blocked writers proceed, and the freeze is tried again. The UAPI is
-//! `include/uapi/linux/timed_freeze.h`; the design is in `Documentation/`.
+//! have a deadline. When the deadline passes, the partial freeze is undone so the blocked
+//! writers proceed, and the freeze is tried again. The UAPI is
+//! `include/uapi/linux/timed_freeze.h`; the design is in `Documentation/timed-freeze.rst`.
 //!
 //! - [`percpu_rwsem`]: the timed write lock on the kernel's percpu rw-semaphores;
 //! - [`freeze`]: the mirror of `freeze_super()` built on it;
-//! - this file: the device, its ioctls, owned freezes and the debugfs counters.
+//! - [`fault`]: test-only fault points;
+//! - this file: the device, its ioctls, OWNED freezes and the debugfs files.
 
-use core::{
-    fmt,
-    sync::atomic::{AtomicI32, AtomicU64, Ordering},
-};
+/// `WARN_ON_ONCE(cond)`: warns the first time `cond` holds at this call site; returns `cond`.
+macro_rules! warn_on_once {
+    ($cond:expr) => {{
+        static WARNED: ::kernel::sync::atomic::Atomic<bool> =
+            ::kernel::sync::atomic::Atomic::new(false);
+        let cond: bool = $cond;
+        if cond && !WARNED.xchg(true, ::kernel::sync::atomic::Relaxed) {
+            ::kernel::warn_on!(true);
+        }
+        cond
+    }};
+}
+
+use core::fmt;
 use kernel::{
     bindings, debugfs,
     fs::{File, LocalFile},
+    list::{impl_list_arc_safe, impl_list_item, List, ListArc, ListLinks},
     miscdevice::{MiscDevice, MiscDeviceOptions, MiscDeviceRegistration},
-    new_mutex,
     prelude::*,
-    sync::{aref::ARef, Mutex},
-    time::Delta,
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+        global_lock,
+    },
+    time::{Delta, Instant, Monotonic},
+    transmute::AsBytes,
+    uaccess::UserSlice,
 };
 
+mod fault;
 mod ffi;
 mod freeze;
 mod percpu_rwsem;
@@ -52,76 +70,238 @@ const BACKOFF: Delta = Delta::from_millis(10);
 
 /// Counters shown in `/sys/kernel/debug/timed_freeze/stats`.
 struct Stats {
-    freezes: AtomicU64,
-    timeouts: AtomicU64,
-    undone: AtomicU64,
-    thaws: AtomicU64,
-    last_errno: AtomicI32,
-    last_attempts: AtomicU64,
-    last_level: AtomicU64,
-    last_writers: AtomicU64,
-    last_elapsed_ns: AtomicU64,
+    freezes: Atomic<u64>,
+    timeouts: Atomic<u64>,
+    undone: Atomic<u64>,
+    thaws: Atomic<u64>,
+    force_thaws: Atomic<u64>,
+    last_errno: Atomic<i32>,
+    last_attempts: Atomic<u64>,
+    last_level: Atomic<u64>,
+    last_gave_up: Atomic<u64>,
+    last_writers: Atomic<u64>,
+    last_elapsed_ns: Atomic<u64>,
 }
 
 static STATS: Stats = Stats {
-    freezes: AtomicU64::new(0),
-    timeouts: AtomicU64::new(0),
-    undone: AtomicU64::new(0),
-    thaws: AtomicU64::new(0),
-    last_errno: AtomicI32::new(0),
-    last_attempts: AtomicU64::new(0),
-    last_level: AtomicU64::new(0),
-    last_writers: AtomicU64::new(0),
-    last_elapsed_ns: AtomicU64::new(0),
+    freezes: Atomic::new(0),
+    timeouts: Atomic::new(0),
+    undone: Atomic::new(0),
+    thaws: Atomic::new(0),
+    force_thaws: Atomic::new(0),
+    last_errno: Atomic::new(0),
+    last_attempts: Atomic::new(0),
+    last_level: Atomic::new(0),
+    last_gave_up: Atomic::new(0),
+    last_writers: Atomic::new(0),
+    last_elapsed_ns: Atomic::new(0),
 };
 
 impl Stats {
     fn record(&self, ret: &Result, r: &FreezeReport) {
-        // Every attempt but a successful last one timed out and was undone.
-        let undone = r.attempts - u32::from(ret.is_ok());
-        self.undone.fetch_add(u64::from(undone), Ordering::Relaxed);
+        self.undone.add(u64::from(r.undone), Relaxed);
         match ret {
             Ok(()) => {
-                self.freezes.fetch_add(1, Ordering::Relaxed);
+                self.freezes.add(1, Relaxed);
                 return;
             }
-            Err(e) if *e == ETIMEDOUT => {
-                self.timeouts.fetch_add(1, Ordering::Relaxed);
+            Err(e) if *e == ETIMEDOUT && r.gave_up != uapi::WAIT_NONE => {
+                self.timeouts.add(1, Relaxed);
             }
             Err(_) => {}
         }
         let errno = ret.err().map_or(0, |e| e.to_errno());
-        self.last_errno.store(errno, Ordering::Relaxed);
-        self.last_attempts
-            .store(u64::from(r.attempts), Ordering::Relaxed);
-        self.last_level
-            .store(u64::from(r.timed_out_level), Ordering::Relaxed);
+        self.last_errno.store(errno, Relaxed);
+        self.last_attempts.store(u64::from(r.attempts), Relaxed);
+        self.last_level.store(u64::from(r.timed_out_level), Relaxed);
+        self.last_gave_up.store(u64::from(r.gave_up), Relaxed);
         self.last_writers
-            .store(u64::from(r.writers_inside), Ordering::Relaxed);
-        self.last_elapsed_ns.store(r.elapsed_ns, Ordering::Relaxed);
+            .store(u64::from(r.writers_inside), Relaxed);
+        self.last_elapsed_ns.store(r.elapsed_ns, Relaxed);
     }
 }
 
-/// What the debugfs file prints: the counters of [`STATS`], one `key: value` a line.
+/// What the debugfs file `stats` prints: the counters of [`STATS`], one `key: value` a line.
 struct StatsView;
 
 impl fmt::Debug for StatsView {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = &STATS;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let get = |a: &Atomic<u64>| a.load(Relaxed);
         writeln!(f, "freezes: {}", get(&s.freezes))?;
         writeln!(f, "timeouts: {}", get(&s.timeouts))?;
         writeln!(f, "undone_attempts: {}", get(&s.undone))?;
         writeln!(f, "thaws: {}", get(&s.thaws))?;
-        writeln!(
-            f,
-            "last_failure_errno: {}",
-            s.last_errno.load(Ordering::Relaxed)
-        )?;
+        writeln!(f, "force_thaws: {}", get(&s.force_thaws))?;
+        writeln!(f, "last_failure_errno: {}", s.last_errno.load(Relaxed))?;
         writeln!(f, "last_failure_attempts: {}", get(&s.last_attempts))?;
         writeln!(f, "last_failure_level: {}", get(&s.last_level))?;
+        writeln!(f, "last_failure_gave_up: {}", get(&s.last_gave_up))?;
         writeln!(f, "last_failure_writers: {}", get(&s.last_writers))?;
         write!(f, "last_failure_elapsed_ns: {}", get(&s.last_elapsed_ns))
+    }
+}
+
+/// A reference on a `struct pid`.
+///
+/// # Invariants
+///
+/// `ptr` is a `struct pid` on which this holds a reference (`get_task_pid()`).
+struct PidRef {
+    ptr: *mut bindings::pid,
+}
+
+// SAFETY: A `struct pid` reference may be used and dropped from any thread.
+unsafe impl Send for PidRef {}
+// SAFETY: Shared references only read it through functions that synchronise.
+unsafe impl Sync for PidRef {}
+
+impl PidRef {
+    /// The thread group of the current task.
+    fn current_tgid() -> Self {
+        // SAFETY: `current` is a valid task; `get_task_pid()` takes a reference.
+        let ptr = unsafe {
+            bindings::get_task_pid(
+                kernel::task::Task::current_raw(),
+                bindings::pid_type_PIDTYPE_TGID,
+            )
+        };
+        // INVARIANT: a reference taken above.
+        Self { ptr }
+    }
+
+    /// Its number in the current task's pid namespace, 0 when not visible there.
+    fn nr(&self) -> i32 {
+        // SAFETY: A referenced `struct pid` (type invariant).
+        unsafe { bindings::pid_vnr(self.ptr) }
+    }
+
+    /// Whether the thread group has exited.
+    fn exited(&self) -> bool {
+        let _rcu = kernel::sync::rcu::read_lock();
+        // SAFETY: A referenced `struct pid` (type invariant); `pid_task()` needs the RCU read
+        // lock, held above.
+        unsafe { bindings::pid_task(self.ptr, bindings::pid_type_PIDTYPE_TGID) }.is_null()
+    }
+}
+
+impl Drop for PidRef {
+    fn drop(&mut self) {
+        // SAFETY: Drops the reference of the type invariant.
+        unsafe { bindings::put_pid(self.ptr) };
+    }
+}
+
+/// An OWNED freeze ([`uapi::OWNED`]): a kernel freeze with an exclusive owner, the open file
+/// of the device that made it.
+#[pin_data]
+struct OwnedFreeze {
+    /// Its number, for the administrator's `FORCE_THAW`.
+    id: u64,
+    /// The owner passed to `freeze_super()`/`thaw_super()`: the address of the device file's
+    /// [`TimedFreezeFile`], stable while it is open (kept as an integer: only compared).
+    owner: usize,
+    /// A file on the frozen filesystem: it keeps the superblock alive.
+    file: ARef<File>,
+    /// The process that made the freeze.
+    pid: PidRef,
+    /// Its command name then.
+    comm: [u8; 16],
+    /// When.
+    start: Instant<Monotonic>,
+    #[pin]
+    links: ListLinks,
+}
+
+impl_list_arc_safe! {
+    impl ListArcSafe<0> for OwnedFreeze { untracked; }
+}
+impl_list_item! {
+    impl ListItem<0> for OwnedFreeze { using ListLinks { self.links }; }
+}
+
+impl OwnedFreeze {
+    fn sb(&self) -> &SuperBlock {
+        SuperBlock::from_file(&self.file)
+    }
+
+    fn holder(&self) -> Holder {
+        Holder::Owned(self.owner as *const c_void)
+    }
+
+    /// What `TIMED_FREEZE_IOC_LIST` shows of it.
+    fn to_uapi(&self) -> uapi::Owned {
+        // SAFETY: `s_dev` of a live superblock (our file pins it) is set at mount.
+        let dev = unsafe { (*self.sb().as_raw()).s_dev };
+        uapi::Owned {
+            id: self.id,
+            dev: new_encode_dev(dev),
+            age_ns: u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(0),
+            pid: self.pid.nr(),
+            flags: if self.pid.exited() {
+                uapi::OWNED_EXITED
+            } else {
+                0
+            },
+            comm: self.comm,
+        }
+    }
+}
+
+/// `new_encode_dev()` (include/linux/kdev_t.h, static inline): `dev_t` as `stat(2)` shows it.
+fn new_encode_dev(dev: u32) -> u64 {
+    let (major, minor) = (dev >> 20, dev & 0xfffff);
+    u64::from((minor & 0xff) | (major << 8) | ((minor & !0xff) << 12))
+}
+
+/// The OWNED freezes of every open file, and the next id.
+struct Registry {
+    list: List<OwnedFreeze>,
+    next_id: u64,
+}
+
+global_lock! {
+    // SAFETY: Initialised in module init, before the device exists.
+    unsafe(uninit) static OWNED: SpinLock<Registry> = Registry { list: List::new(), next_id: 1 };
+}
+
+/// Takes out of the registry the first freeze for which `pred` holds.
+fn take_owned(pred: impl Fn(&OwnedFreeze) -> bool) -> Option<ListArc<OwnedFreeze>> {
+    let mut reg = OWNED.lock();
+    let mut cur = reg.list.cursor_front();
+    while let Some(next) = cur.peek_next() {
+        if pred(&next) {
+            return Some(next.remove());
+        }
+        cur.move_next();
+    }
+    None
+}
+
+/// What the debugfs file `owned` prints: one line an OWNED freeze.
+struct OwnedView;
+
+impl fmt::Debug for OwnedView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "id pid exited comm dev age_ms")?;
+        let reg = OWNED.lock();
+        for o in reg.list.iter() {
+            let u = o.to_uapi();
+            let len = u.comm.iter().position(|&c| c == 0).unwrap_or(u.comm.len());
+            let comm = core::str::from_utf8(&u.comm[..len]).unwrap_or("?");
+            writeln!(
+                f,
+                "{} {} {} {} {}:{} {}",
+                u.id,
+                u.pid,
+                u.flags & uapi::OWNED_EXITED != 0,
+                comm,
+                (u.dev >> 8) & 0xfff,
+                (u.dev & 0xff) | ((u.dev >> 12) & !0xff),
+                u.age_ns / 1_000_000
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -132,18 +312,24 @@ struct TimedFreezeModule {
     _miscdev: MiscDeviceRegistration<TimedFreezeFile>,
     #[pin]
     _stats: debugfs::File<StatsView>,
+    #[pin]
+    _owned: debugfs::File<OwnedView>,
     _debugfs: debugfs::Dir,
 }
 
 impl kernel::InPlaceModule for TimedFreezeModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        // SAFETY: Called once, before anything can use the registry.
+        unsafe { OWNED.init() };
         let dir = debugfs::Dir::new(c"timed_freeze");
+        fault::init();
         pr_info!("loaded, /dev/timed-freeze ready\n");
         try_pin_init!(Self {
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions {
                 name: c"timed-freeze",
             }),
             _stats <- dir.read_only_file(c"stats", StatsView),
+            _owned <- dir.read_only_file(c"owned", OwnedView),
             _debugfs: dir,
         })
     }
@@ -154,30 +340,18 @@ impl PinnedDrop for TimedFreezeModule {
     fn drop(self: Pin<&mut Self>) {
         // Our mirror of rcu_sync_exit() may have queued RCU callbacks that run this module's
         // code; wait for them before the code goes away.
-        // SAFETY: `rcu_barrier()` may sleep, which module exit may.
-        unsafe { bindings::rcu_barrier() };
-    }
-}
-
-/// A freeze held by an open file of the device ([`uapi::OWNED`]).
-struct OwnedFreeze {
-    /// A file on the frozen filesystem: it keeps the superblock alive.
-    file: ARef<File>,
-}
-
-impl OwnedFreeze {
-    fn sb(&self) -> &SuperBlock {
-        // SAFETY: The file is open (we hold a reference), so its superblock is alive.
-        unsafe { SuperBlock::from_raw(sb_of(&self.file)) }
+        percpu_rwsem::rcu_sync::wait_for_callbacks();
     }
 }
 
 /// State of one open file of `/dev/timed-freeze`.
+///
+/// Its address is the owner of the OWNED freezes it makes; they are in the registry, and
+/// thawed when it is released.
 #[pin_data(PinnedDrop)]
 struct TimedFreezeFile {
-    /// The freezes this file owns; thawed when it is released.
-    #[pin]
-    owned: Mutex<KVec<OwnedFreeze>>,
+    /// When it was opened (and what makes it not zero-sized: its address must be unique).
+    _opened: Instant<Monotonic>,
 }
 
 #[vtable]
@@ -187,14 +361,24 @@ impl MiscDevice for TimedFreezeFile {
     fn open(_file: &File, _misc: &MiscDeviceRegistration<Self>) -> Result<Pin<KBox<Self>>> {
         KBox::try_pin_init(
             try_pin_init!(TimedFreezeFile {
-                owned <- new_mutex!(KVec::new()),
+                _opened: Instant::now(),
             }),
             GFP_KERNEL,
         )
     }
 
     fn ioctl(me: Pin<&TimedFreezeFile>, _file: &File, cmd: u32, arg: usize) -> Result<isize> {
-        dispatch(&me, cmd, arg)
+        if uapi::is_cmd(cmd, uapi::IOC_FREEZE) {
+            me.ioctl_freeze(arg)
+        } else if uapi::is_cmd(cmd, uapi::IOC_THAW) {
+            me.ioctl_thaw(arg)
+        } else if uapi::is_cmd(cmd, uapi::IOC_LIST) {
+            ioctl_list(arg)
+        } else if uapi::is_cmd(cmd, uapi::IOC_FORCE_THAW) {
+            ioctl_force_thaw(arg)
+        } else {
+            Err(ENOTTY)
+        }
     }
 }
 
@@ -203,51 +387,58 @@ impl PinnedDrop for TimedFreezeFile {
     fn drop(self: Pin<&mut Self>) {
         // Closing the file (also when its process dies) thaws what it owns.
         let owner = self.owner();
-        let mut owned = self.owned.lock();
-        while let Some(f) = owned.pop() {
-            let ret = thaw(f.sb(), Holder::Owned(owner));
-            if let Err(e) = ret {
+        while let Some(f) = take_owned(|f| f.owner == owner) {
+            if let Err(e) = thaw(f.sb(), f.holder()) {
                 pr_warn!("release: thaw of an owned freeze failed: {:?}\n", e);
             }
         }
     }
 }
 
-/// `file_inode(file)->i_sb`.
-fn sb_of(file: &File) -> *mut bindings::super_block {
-    // SAFETY: An open file has a valid inode with a valid superblock.
-    unsafe { (*(*file.as_ptr()).f_inode).i_sb }
+/// A thaw of ours, counted.
+fn thaw(sb: &SuperBlock, holder: Holder) -> Result {
+    sb.thaw(holder)?;
+    STATS.thaws.add(1, Relaxed);
+    Ok(())
 }
 
-/// The thaw of `FITHAW` (`ioctl_fsthaw()`), for our holders.
-fn thaw(sb: &SuperBlock, holder: Holder) -> Result {
-    let (who, owner) = holder.who();
-    // SAFETY: A live superblock; `thaw_super()` takes `s_umount` itself.
-    kernel::error::to_result(unsafe { bindings::thaw_super(sb.as_raw(), who, owner) })?;
-    STATS.thaws.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+/// `capable(CAP_SYS_ADMIN)`: in the initial user namespace, as for the administrator's view.
+fn capable_admin() -> bool {
+    // SAFETY: Checks the current task's credentials only.
+    unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as i32) }
 }
 
 impl TimedFreezeFile {
     /// The owner of this file's owned freezes: its own address, stable while it is open.
-    fn owner(&self) -> *const c_void {
-        core::ptr::from_ref(self).cast()
+    fn owner(&self) -> usize {
+        core::ptr::from_ref(self) as usize
     }
 
-    fn freeze(&self, arg: usize) -> Result<isize> {
+    fn ioctl_freeze(&self, arg: usize) -> Result<isize> {
         let (mut a, usize_) = uapi::read_ext::<uapi::FreezeArgs>(arg)?;
-        if a.flags & !uapi::FREEZE_FLAGS != 0 {
+        if a.flags & !uapi::FREEZE_FLAGS != 0 || a.reserved != 0 {
             return Err(EINVAL);
         }
         if a.timeout_ns > uapi::TIMEOUT_MAX_NS || a.retries > uapi::RETRIES_MAX {
             return Err(EINVAL);
         }
+        // A timeout of 0 is exactly one attempt.
+        if a.timeout_ns == 0 && a.retries != 0 {
+            return Err(EINVAL);
+        }
         let file = get_file(a.fd)?;
-        // SAFETY: We hold a reference on the open file, so its superblock is alive.
-        let sb = unsafe { SuperBlock::from_raw(sb_of(&file)) };
+        let sb = SuperBlock::from_file(&file);
         check_freezable(sb)?;
+        // The result is written back with page faults disabled (see below); writing the
+        // struct once now makes a bad address fail before anything is frozen.
+        uapi::write_ext(arg, usize_, &a)?;
 
         let owned = a.flags & uapi::OWNED != 0;
+        let holder = if owned {
+            Holder::Owned(self.owner() as *const c_void)
+        } else {
+            Holder::Userspace
+        };
         let params = FreezeParams {
             timeout: Delta::from_nanos(i64::try_from(a.timeout_ns).map_err(|_| EINVAL)?),
             retries: a.retries,
@@ -257,69 +448,203 @@ impl TimedFreezeFile {
             } else {
                 GracePeriod::Normal
             },
-            holder: if owned {
-                Holder::Owned(self.owner())
-            } else {
-                Holder::Userspace
-            },
+            holder,
+        };
+        // The registry entry of an owned freeze, made first: after a successful freeze
+        // nothing may fail.
+        let entry = if owned {
+            // SAFETY: `current->comm` of the current task, copied as `get_task_comm()` does
+            // (the task may rename itself concurrently; a torn name is accepted there too).
+            let comm = unsafe { (*kernel::task::Task::current_raw()).comm };
+            let id = {
+                let mut reg = OWNED.lock();
+                reg.next_id += 1;
+                reg.next_id - 1
+            };
+            let file = file.clone();
+            Some(ListArc::pin_init(
+                try_pin_init!(OwnedFreeze {
+                    id,
+                    owner: self.owner(),
+                    file,
+                    pid: PidRef::current_tgid(),
+                    comm,
+                    start: Instant::now(),
+                    links <- ListLinks::new(),
+                }),
+                GFP_KERNEL,
+            )?)
+        } else {
+            None
         };
 
-        // Room for the owned freeze first: after a successful freeze nothing may fail.
-        let mut list = self.owned.lock();
-        if owned {
-            list.reserve(1, GFP_KERNEL)?;
-        }
         let mut report = FreezeReport::default();
         let ret = freeze::timed_freeze_super(sb, &params, &mut report);
         STATS.record(&ret, &report);
-        if ret.is_ok() && owned {
-            list.push(OwnedFreeze { file }, GFP_KERNEL)?;
-        }
-        drop(list);
+        a.attempts = report.attempts;
+        a.timed_out_level = report.timed_out_level;
+        a.elapsed_ns = report.elapsed_ns;
+        a.writers_inside = u64::from(report.writers_inside);
+        a.gave_up = report.gave_up;
 
-        if ret.is_ok() || ret == Err(ETIMEDOUT) {
-            a.attempts = report.attempts;
-            a.timed_out_level = report.timed_out_level;
-            a.elapsed_ns = report.elapsed_ns;
-            a.writers_inside = u64::from(report.writers_inside);
-            uapi::write_ext(arg, usize_, &a)?;
+        if let Err(e) = ret {
+            if e == ETIMEDOUT && report.gave_up != uapi::WAIT_NONE {
+                pr_info!(
+                    "freeze of {} timed out: {} attempt(s), last gave up at wait {} with {} writer(s) inside, {} ns; nothing left frozen\n",
+                    sb.fs_name(),
+                    report.attempts,
+                    report.gave_up,
+                    report.writers_inside,
+                    report.elapsed_ns
+                );
+            }
+            // Nothing is frozen: a fault writing the result is harmless.
+            let _ = uapi::write_ext(arg, usize_, &a);
+            return Err(e);
         }
-        if ret == Err(ETIMEDOUT) {
-            pr_info!(
-                "freeze of {} timed out: {} attempt(s), level {} with {} writer(s) inside, {} ns; nothing left frozen\n",
-                sb.fs_name(),
-                report.attempts,
-                report.timed_out_level,
-                report.writers_inside,
-                report.elapsed_ns
-            );
+
+        // Frozen. The struct may sit in a shared mapping of a file on this very filesystem,
+        // where a fault would wait for the freeze: write without faulting, and when that
+        // fails, undo the freeze rather than leave it with nobody told.
+        if uapi::write_ext_nofault(arg, usize_, &a).is_err() {
+            if let Err(t) = sb.thaw(holder) {
+                pr_err!(
+                    "freeze of {}: result not writable, and the thaw failed ({:?})\n",
+                    sb.fs_name(),
+                    t
+                );
+            }
+            return Err(EFAULT);
         }
-        ret.map(|()| 0)
+        if let Some(entry) = entry {
+            OWNED.lock().list.push_back(entry);
+        }
+        Ok(0)
     }
 
-    fn thaw(&self, arg: usize) -> Result<isize> {
+    fn ioctl_thaw(&self, arg: usize) -> Result<isize> {
         let (a, _) = uapi::read_ext::<uapi::ThawArgs>(arg)?;
         if a.flags & !uapi::THAW_FLAGS != 0 || a.reserved != 0 {
             return Err(EINVAL);
         }
         let file = get_file(a.fd)?;
-        // SAFETY: We hold a reference on the open file, so its superblock is alive.
-        let sb = unsafe { SuperBlock::from_raw(sb_of(&file)) };
+        let sb = SuperBlock::from_file(&file);
         if !sb.capable_admin() {
             return Err(EPERM);
         }
         if a.flags & uapi::OWNED == 0 {
-            return thaw(sb, Holder::Userspace).map(|()| 0);
+            return ioctl_fsthaw(sb).map(|()| 0);
         }
-        let mut list = self.owned.lock();
-        let idx = list
-            .iter()
-            .position(|f| f.sb().as_raw() == sb.as_raw())
-            .ok_or(EINVAL)?;
-        thaw(sb, Holder::Owned(self.owner()))?;
-        list.remove(idx)?;
+        let owner = self.owner();
+        let f = take_owned(|f| f.owner == owner && f.sb().as_raw() == sb.as_raw()).ok_or(EINVAL)?;
+        if let Err(e) = thaw(f.sb(), f.holder()) {
+            // Still ours and still frozen: keep it listed.
+            OWNED.lock().list.push_back(f);
+            return Err(e);
+        }
         Ok(0)
     }
+}
+
+/// Mirror of `ioctl_fsthaw()` (fs/ioctl.c), after its permission check: the filesystem's
+/// own `->thaw_super` when it has one (gfs2), else `thaw_super()`.
+fn ioctl_fsthaw(sb: &SuperBlock) -> Result {
+    // Thaw
+    if let Some(thaw_super) = sb.ops().thaw_super {
+        // SAFETY: The filesystem's own callback, called as ioctl_fsthaw() calls it, on a live
+        // superblock.
+        let ret = unsafe {
+            thaw_super(
+                sb.as_raw(),
+                bindings::freeze_holder_FREEZE_HOLDER_USERSPACE,
+                core::ptr::null(),
+            )
+        };
+        kernel::error::to_result(ret)?;
+        STATS.thaws.add(1, Relaxed);
+        return Ok(());
+    }
+    thaw(sb, Holder::Userspace)
+}
+
+/// `TIMED_FREEZE_IOC_LIST`: every OWNED freeze, for the administrator.
+fn ioctl_list(arg: usize) -> Result<isize> {
+    if !capable_admin() {
+        return Err(EPERM);
+    }
+    let (mut a, usize_) = uapi::read_ext::<uapi::ListArgs>(arg)?;
+    let esize = usize::try_from(a.entry_size).map_err(|_| EINVAL)?;
+    if a.reserved != 0 || !(uapi::OWNED_SIZE_VER0..=4096).contains(&esize) {
+        return Err(EINVAL);
+    }
+    // A snapshot, taken without sleeping under the lock: room first, then the copy.
+    let mut snap = KVec::<uapi::Owned>::new();
+    let total = loop {
+        let n = OWNED.lock().list.iter().count();
+        snap.reserve(n, GFP_KERNEL)?;
+        let reg = OWNED.lock();
+        let total = reg.list.iter().count();
+        if total <= snap.capacity() {
+            for o in reg.list.iter() {
+                snap.push(o.to_uapi(), GFP_ATOMIC)?;
+            }
+            break total;
+        }
+    };
+    a.total = u32::try_from(total).unwrap_or(u32::MAX);
+    let count = usize::try_from(a.count).map_err(|_| EINVAL)?.min(total);
+    let base = usize::try_from(a.entries).map_err(|_| EFAULT)?;
+    let mut w = UserSlice::new(UserPtr::from_addr(base), count * esize).writer();
+    let zeros = [0u8; 64];
+    for e in &snap[..count] {
+        let bytes = e.as_bytes();
+        let n = esize.min(bytes.len());
+        w.write_slice(&bytes[..n])?;
+        // A larger entry than we know: the rest reads as zero.
+        let mut rest = esize - n;
+        while rest > 0 {
+            let k = rest.min(zeros.len());
+            w.write_slice(&zeros[..k])?;
+            rest -= k;
+        }
+    }
+    uapi::write_ext(arg, usize_, &a)?;
+    Ok(0)
+}
+
+/// `TIMED_FREEZE_IOC_FORCE_THAW`: the administrator thaws an OWNED freeze its holder cannot.
+fn ioctl_force_thaw(arg: usize) -> Result<isize> {
+    if !capable_admin() {
+        return Err(EPERM);
+    }
+    let (a, _) = uapi::read_ext::<uapi::ForceThawArgs>(arg)?;
+    if a.flags != 0 {
+        return Err(EINVAL);
+    }
+    let f = take_owned(|f| f.id == a.id).ok_or(ENOENT)?;
+    let u = f.to_uapi();
+    if let Err(e) = thaw(f.sb(), f.holder()) {
+        OWNED.lock().list.push_back(f);
+        return Err(e);
+    }
+    STATS.force_thaws.add(1, Relaxed);
+    let len = u.comm.iter().position(|&c| c == 0).unwrap_or(u.comm.len());
+    let comm = core::str::from_utf8(&u.comm[..len]).unwrap_or("?");
+    let exited = if u.flags & uapi::OWNED_EXITED != 0 {
+        ", exited"
+    } else {
+        ""
+    };
+    pr_info!(
+        "owned freeze {} of {} thawed by the administrator: made by pid {} ({}){}, {} ms old\n",
+        u.id,
+        f.sb().fs_name(),
+        u.pid,
+        comm,
+        exited,
+        u.age_ns / 1_000_000
+    );
+    Ok(0)
 }
 
 /// `fget(fd)`, as a shareable file.
@@ -349,17 +674,6 @@ fn check_freezable(sb: &SuperBlock) -> Result {
     Ok(())
 }
 
-/// Routes an ioctl command to its handler.
-fn dispatch(me: &TimedFreezeFile, cmd: u32, arg: usize) -> Result<isize> {
-    if uapi::is_cmd(cmd, uapi::IOC_FREEZE) {
-        me.freeze(arg)
-    } else if uapi::is_cmd(cmd, uapi::IOC_THAW) {
-        me.thaw(arg)
-    } else {
-        Err(ENOTTY)
-    }
-}
-
 #[kunit_tests(timed_freeze_ioctl)]
 mod tests {
     use super::*;
@@ -371,6 +685,18 @@ mod tests {
         let bigger = uapi::IOC_FREEZE + (8 << 16);
         assert!(uapi::is_cmd(bigger, uapi::IOC_FREEZE));
         assert!(!uapi::is_cmd(uapi::IOC_THAW, uapi::IOC_FREEZE));
+        assert!(!uapi::is_cmd(uapi::IOC_LIST, uapi::IOC_FORCE_THAW));
         assert!(!uapi::is_cmd(0, uapi::IOC_FREEZE));
+    }
+
+    #[test]
+    fn dev_t_encoded_as_stat_shows_it() {
+        // MKDEV(7, 3): loop3 is 7:3, st_dev 0x703.
+        assert_eq!(new_encode_dev((7 << 20) | 3), 0x703);
+        // MKDEV(259, 0x12345): the high minor bits go above the major.
+        assert_eq!(
+            new_encode_dev((259 << 20) | 0x12345),
+            0x45 | (259 << 8) | (0x12300 << 12)
+        );
     }
 }

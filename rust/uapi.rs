@@ -9,6 +9,7 @@
 
 use core::mem::{offset_of, size_of};
 use kernel::{
+    bindings,
     ioctl::{_IOC_NR, _IOC_TYPE, _IOW, _IOWR},
     prelude::*,
     transmute::{AsBytes, FromBytes},
@@ -34,12 +35,24 @@ pub(crate) const FREEZE_FLAGS: u64 = c::TIMED_FREEZE_FREEZE_FLAGS as u64;
 pub(crate) const THAW_FLAGS: u64 = c::TIMED_FREEZE_THAW_FLAGS as u64;
 pub(crate) const TIMEOUT_MAX_NS: u64 = c::TIMED_FREEZE_TIMEOUT_MAX_NS;
 pub(crate) const RETRIES_MAX: u32 = c::TIMED_FREEZE_RETRIES_MAX;
+pub(crate) const OWNED_EXITED: u32 = c::TIMED_FREEZE_OWNED_EXITED;
 const MAGIC: u32 = c::TIMED_FREEZE_IOC_MAGIC;
+
+// `TIMED_FREEZE_WAIT_*`: the wait a deadline or a fatal signal ended (`gave_up`).
+pub(crate) const WAIT_NONE: u32 = c::TIMED_FREEZE_WAIT_NONE;
+pub(crate) const WAIT_PARTIAL: u32 = c::TIMED_FREEZE_WAIT_PARTIAL;
+const _: () = assert!(c::TIMED_FREEZE_WAIT_LEVEL_WRITE == bindings::SB_FREEZE_WRITE);
+const _: () = assert!(c::TIMED_FREEZE_WAIT_LEVEL_PAGEFAULT == bindings::SB_FREEZE_PAGEFAULT);
+const _: () = assert!(c::TIMED_FREEZE_WAIT_LEVEL_FS == bindings::SB_FREEZE_FS);
 
 /// `TIMED_FREEZE_IOC_FREEZE`.
 pub(crate) const IOC_FREEZE: u32 = _IOWR::<FreezeArgs>(MAGIC, 1);
 /// `TIMED_FREEZE_IOC_THAW`.
 pub(crate) const IOC_THAW: u32 = _IOW::<ThawArgs>(MAGIC, 2);
+/// `TIMED_FREEZE_IOC_LIST`.
+pub(crate) const IOC_LIST: u32 = _IOWR::<ListArgs>(MAGIC, 3);
+/// `TIMED_FREEZE_IOC_FORCE_THAW`.
+pub(crate) const IOC_FORCE_THAW: u32 = _IOW::<ForceThawArgs>(MAGIC, 4);
 
 /// Whether `cmd` is `ioc` whatever struct size it encodes (the struct is extensible).
 pub(crate) fn is_cmd(cmd: u32, ioc: u32) -> bool {
@@ -59,6 +72,8 @@ pub(crate) struct FreezeArgs {
     pub(crate) timed_out_level: u32,
     pub(crate) elapsed_ns: u64,
     pub(crate) writers_inside: u64,
+    pub(crate) gave_up: u32,
+    pub(crate) reserved: u32,
 }
 
 /// `struct timed_thaw_args`.
@@ -69,6 +84,39 @@ pub(crate) struct ThawArgs {
     pub(crate) flags: u64,
     pub(crate) fd: i32,
     pub(crate) reserved: u32,
+}
+
+/// `struct timed_freeze_owned`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct Owned {
+    pub(crate) id: u64,
+    pub(crate) dev: u64,
+    pub(crate) age_ns: u64,
+    pub(crate) pid: i32,
+    pub(crate) flags: u32,
+    pub(crate) comm: [u8; 16],
+}
+
+/// `struct timed_freeze_list_args`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct ListArgs {
+    pub(crate) size: u64,
+    pub(crate) entries: u64,
+    pub(crate) entry_size: u32,
+    pub(crate) count: u32,
+    pub(crate) total: u32,
+    pub(crate) reserved: u32,
+}
+
+/// `struct timed_freeze_force_thaw_args`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct ForceThawArgs {
+    pub(crate) size: u64,
+    pub(crate) id: u64,
+    pub(crate) flags: u64,
 }
 
 /// Asserts at build time that a Rust struct has the C struct's size and field offsets.
@@ -93,6 +141,8 @@ assert_same_layout!(
     timed_out_level = timed_out_level,
     elapsed_ns = elapsed_ns,
     writers_inside = writers_inside,
+    gave_up = gave_up,
+    reserved = __reserved,
 );
 assert_same_layout!(
     ThawArgs,
@@ -102,7 +152,38 @@ assert_same_layout!(
     fd = fd,
     reserved = __reserved,
 );
-const _: () = assert!(size_of::<FreezeArgs>() == c::TIMED_FREEZE_ARGS_SIZE_VER0 as usize);
+assert_same_layout!(
+    Owned,
+    c::timed_freeze_owned,
+    id = id,
+    dev = dev,
+    age_ns = age_ns,
+    pid = pid,
+    flags = flags,
+    comm = comm,
+);
+assert_same_layout!(
+    ListArgs,
+    c::timed_freeze_list_args,
+    size = size,
+    entries = entries,
+    entry_size = entry_size,
+    count = count,
+    total = total,
+    reserved = __reserved,
+);
+assert_same_layout!(
+    ForceThawArgs,
+    c::timed_freeze_force_thaw_args,
+    size = size,
+    id = id,
+    flags = flags,
+);
+const _: () = assert!(size_of::<FreezeArgs>() == c::TIMED_FREEZE_ARGS_SIZE_VER1 as usize);
+const _: () = assert!(size_of::<Owned>() == c::TIMED_FREEZE_OWNED_SIZE_VER0 as usize);
+const _: () = assert!(size_of::<ListArgs>() == c::TIMED_FREEZE_LIST_ARGS_SIZE_VER0 as usize);
+const _: () =
+    assert!(size_of::<ForceThawArgs>() == c::TIMED_FREEZE_FORCE_THAW_ARGS_SIZE_VER0 as usize);
 const _: () = assert!(size_of::<ThawArgs>() == c::TIMED_THAW_ARGS_SIZE_VER0 as usize);
 
 // SAFETY: `repr(C)` integers only, no padding (the layout asserts above pin every offset
@@ -114,6 +195,18 @@ unsafe impl AsBytes for FreezeArgs {}
 unsafe impl FromBytes for ThawArgs {}
 // SAFETY: As for `FreezeArgs`.
 unsafe impl AsBytes for ThawArgs {}
+// SAFETY: As for `FreezeArgs` (`comm` is bytes).
+unsafe impl FromBytes for Owned {}
+// SAFETY: As for `FreezeArgs`.
+unsafe impl AsBytes for Owned {}
+// SAFETY: As for `FreezeArgs`.
+unsafe impl FromBytes for ListArgs {}
+// SAFETY: As for `FreezeArgs`.
+unsafe impl AsBytes for ListArgs {}
+// SAFETY: As for `FreezeArgs`.
+unsafe impl FromBytes for ForceThawArgs {}
+// SAFETY: As for `FreezeArgs`.
+unsafe impl AsBytes for ForceThawArgs {}
 
 /// An extensible argument struct: its first field is its size as userspace knows it.
 pub(crate) trait ExtArgs: FromBytes + AsBytes + Default {
@@ -128,6 +221,17 @@ impl ExtArgs for FreezeArgs {
 impl ExtArgs for ThawArgs {
     const SIZE_VER0: usize = c::TIMED_THAW_ARGS_SIZE_VER0 as usize;
 }
+
+impl ExtArgs for ListArgs {
+    const SIZE_VER0: usize = c::TIMED_FREEZE_LIST_ARGS_SIZE_VER0 as usize;
+}
+
+impl ExtArgs for ForceThawArgs {
+    const SIZE_VER0: usize = c::TIMED_FREEZE_FORCE_THAW_ARGS_SIZE_VER0 as usize;
+}
+
+/// Size of the first published `struct timed_freeze_owned`.
+pub(crate) const OWNED_SIZE_VER0: usize = c::TIMED_FREEZE_OWNED_SIZE_VER0 as usize;
 
 /// Largest struct userspace may pass (as `copy_struct_from_user()` users bound it).
 const SIZE_MAX: usize = 4096;
@@ -170,4 +274,17 @@ pub(crate) fn write_ext<T: ExtArgs>(addr: usize, usize_: usize, args: &T) -> Res
     UserSlice::new(UserPtr::from_addr(addr), n)
         .writer()
         .write_slice(&args.as_bytes()[..n])
+}
+
+/// [`write_ext`] with page faults disabled (`copy_to_user_nofault()`): for a result written
+/// while a filesystem is frozen, where a fault could need that very filesystem (the struct
+/// may sit in a shared mapping of one of its files). `EFAULT` when it would have faulted.
+pub(crate) fn write_ext_nofault<T: ExtArgs>(addr: usize, usize_: usize, args: &T) -> Result {
+    let n = usize_.min(size_of::<T>());
+    // SAFETY: `copy_to_user_nofault()` checks the user range itself (`access_ok()`) and
+    // never sleeps nor faults; the source is `n` readable bytes of `args`.
+    let ret = unsafe {
+        bindings::copy_to_user_nofault(addr as *mut c_void, args.as_bytes().as_ptr().cast(), n)
+    };
+    kernel::error::to_result(ret.try_into().unwrap_or(-(bindings::EFAULT as i32)))
 }

@@ -40,21 +40,46 @@
 /* Largest retries accepted; larger gives EINVAL. */
 #define TIMED_FREEZE_RETRIES_MAX	16
 
+/*
+ * The wait that a deadline (or a fatal signal) ended: timed_freeze_args.gave_up.
+ * 1..3 are the freeze levels (SB_FREEZE_WRITE, _PAGEFAULT, _FS): writers
+ * still inside; UMOUNT: the superblock's s_umount, held by somebody else;
+ * PARTIAL: another freezer's freeze in progress; WRITEBACK: the sync of
+ * dirty data before the levels are committed; JOURNAL: the filesystem's
+ * own ->sync_fs() (journal or log commit) in that sync.
+ */
+#define TIMED_FREEZE_WAIT_NONE		0
+#define TIMED_FREEZE_WAIT_LEVEL_WRITE	1
+#define TIMED_FREEZE_WAIT_LEVEL_PAGEFAULT 2
+#define TIMED_FREEZE_WAIT_LEVEL_FS	3
+#define TIMED_FREEZE_WAIT_UMOUNT	4
+#define TIMED_FREEZE_WAIT_PARTIAL	5
+#define TIMED_FREEZE_WAIT_WRITEBACK	6
+#define TIMED_FREEZE_WAIT_JOURNAL	7
+
 /**
  * struct timed_freeze_args - argument of TIMED_FREEZE_IOC_FREEZE
  * @size:	in: sizeof(struct timed_freeze_args) as userspace knows it
  * @flags:	in: TIMED_FREEZE_OWNED, TIMED_FREEZE_EXPEDITED
- * @timeout_ns:	in: deadline of each attempt; 0 makes one attempt that does
- *		not wait for writers
+ * @timeout_ns:	in: deadline of each attempt; 0 makes exactly one attempt
+ *		that does not wait for writers (@retries must then be 0)
  * @fd:		in: an open file on the filesystem to freeze
- * @retries:	in: attempts after the first, when an attempt times out
+ * @retries:	in: attempts after the first, when an attempt gave up at its
+ *		deadline
  * @attempts:	out: attempts made
  * @timed_out_level: out: the SB_FREEZE_* level (1 write, 2 page faults,
  *		3 fs-internal) whose wait last timed out, 0 if none did
  * @elapsed_ns:	out: time from the start of the first attempt to the return
  * @writers_inside: out: writers inside @timed_out_level when it timed out
+ * @gave_up:	out (version 1): TIMED_FREEZE_WAIT_* of the wait the last
+ *		deadline ended; 0 when no deadline ended one (an error the
+ *		filesystem returned, ETIMEDOUT included, leaves it 0)
+ * @__reserved:	must be zero
  *
- * The out fields are written on success and on ETIMEDOUT.
+ * The out fields are written whenever the freeze was tried (any result but
+ * the argument errors EFAULT, EINVAL, E2BIG, EBADF, EPERM, EOPNOTSUPP).
+ * When they cannot be written after a successful freeze, the freeze is
+ * undone and the ioctl fails with EFAULT: nothing is left frozen.
  */
 struct timed_freeze_args {
 	__u64 size;
@@ -66,9 +91,12 @@ struct timed_freeze_args {
 	__u32 timed_out_level;
 	__u64 elapsed_ns;
 	__u64 writers_inside;
+	__u32 gave_up;
+	__u32 __reserved;
 };
 
 #define TIMED_FREEZE_ARGS_SIZE_VER0	56
+#define TIMED_FREEZE_ARGS_SIZE_VER1	64
 
 /**
  * struct timed_thaw_args - argument of TIMED_FREEZE_IOC_THAW
@@ -86,8 +114,79 @@ struct timed_thaw_args {
 
 #define TIMED_THAW_ARGS_SIZE_VER0	24
 
+/*
+ * The administrator's view of OWNED freezes (CAP_SYS_ADMIN in the initial
+ * user namespace): every OWNED freeze, whichever open file holds it, and a
+ * way to thaw one whose holder cannot (it is stuck writing to the frozen
+ * filesystem, say, or a child inherited the device file).
+ */
+
+/**
+ * struct timed_freeze_owned - one OWNED freeze, as TIMED_FREEZE_IOC_LIST shows it
+ * @id:		its number, for TIMED_FREEZE_IOC_FORCE_THAW
+ * @dev:	st_dev of the frozen filesystem
+ * @age_ns:	time since the freeze
+ * @pid:	the process that made the freeze (its thread group id in the
+ *		caller's pid namespace; 0 when not visible there)
+ * @flags:	TIMED_FREEZE_OWNED_EXITED: that process has exited (a file
+ *		descriptor it passed on still holds the freeze)
+ * @comm:	its command name when it froze
+ */
+struct timed_freeze_owned {
+	__u64 id;
+	__u64 dev;
+	__u64 age_ns;
+	__s32 pid;
+	__u32 flags;
+	char comm[16];
+};
+
+#define TIMED_FREEZE_OWNED_SIZE_VER0	48
+#define TIMED_FREEZE_OWNED_EXITED	(1U << 0)
+
+/**
+ * struct timed_freeze_list_args - argument of TIMED_FREEZE_IOC_LIST
+ * @size:	in: sizeof(struct timed_freeze_list_args) as userspace knows it
+ * @entries:	in: user address of an array of @count entries
+ * @entry_size:	in: sizeof(struct timed_freeze_owned) as userspace knows it;
+ *		each entry is written with at most that many bytes
+ * @count:	in: entries the array has room for
+ * @total:	out: OWNED freezes there are; min(@count, @total) were written
+ * @__reserved:	must be zero
+ */
+struct timed_freeze_list_args {
+	__u64 size;
+	__u64 entries;
+	__u32 entry_size;
+	__u32 count;
+	__u32 total;
+	__u32 __reserved;
+};
+
+#define TIMED_FREEZE_LIST_ARGS_SIZE_VER0	32
+
+/**
+ * struct timed_freeze_force_thaw_args - argument of TIMED_FREEZE_IOC_FORCE_THAW
+ * @size:	in: sizeof(struct timed_freeze_force_thaw_args) as userspace knows it
+ * @id:		in: the @id of the OWNED freeze to thaw
+ * @flags:	in: must be zero
+ *
+ * ENOENT when there is no such freeze (any more).
+ */
+struct timed_freeze_force_thaw_args {
+	__u64 size;
+	__u64 id;
+	__u64 flags;
+};
+
+#define TIMED_FREEZE_FORCE_THAW_ARGS_SIZE_VER0	24
+
 #define TIMED_FREEZE_IOC_MAGIC		0xF7
 #define TIMED_FREEZE_IOC_FREEZE	_IOWR(TIMED_FREEZE_IOC_MAGIC, 1, struct timed_freeze_args)
 #define TIMED_FREEZE_IOC_THAW		_IOW(TIMED_FREEZE_IOC_MAGIC, 2, struct timed_thaw_args)
+#define TIMED_FREEZE_IOC_LIST		_IOWR(TIMED_FREEZE_IOC_MAGIC, 3, \
+					      struct timed_freeze_list_args)
+#define TIMED_FREEZE_IOC_FORCE_THAW	_IOW(TIMED_FREEZE_IOC_MAGIC, 4, \
+					     struct timed_freeze_force_thaw_args)
 
 #endif /* _UAPI_LINUX_TIMED_FREEZE_H */
