@@ -12,6 +12,7 @@
  * for the pipe, as a write() from a FUSE-backed mmap waits for its daemon.
  */
 #include <pthread.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 
 #include "kselftest_harness.h"
@@ -99,6 +100,14 @@ static int fs_writable(int dirfd)
 	return tf_wait_child(pid, 5000) == 0 && tf_file_is(dirfd, "probe", "probe\n");
 }
 
+/* Is it writable within @ms?  A blocked writer is left to finish later. */
+static int fs_writable_quick(int dirfd)
+{
+	pid_t pid = tf_write_child(dirfd, "probe", "probe\n");
+
+	return tf_wait_child(pid, 500) == 0;
+}
+
 TEST_F(fs, freeze_blocks_writers_until_fithaw)
 {
 	struct timed_freeze_args a;
@@ -122,9 +131,13 @@ TEST_F(fs, freeze_blocks_writers_until_fithaw)
 TEST_F(fs, frozen_twice_is_ebusy)
 {
 	struct timed_freeze_args a;
+	long long undone;
 
 	ASSERT_EQ(0, tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0, 0, &a));
+	undone = tf_stat("undone_attempts");
 	EXPECT_EQ(-EBUSY, tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0, 0, &a));
+	/* Refused, not undone: nothing was taken. */
+	EXPECT_EQ(undone, tf_stat("undone_attempts"));
 	EXPECT_EQ(-1, ioctl(self->fs.mfd, FIFREEZE, 0));
 	EXPECT_EQ(EBUSY, errno);
 	/* The THAW ioctl without OWNED is FITHAW. */
@@ -467,6 +480,373 @@ TEST_F_TIMEOUT(fs, concurrent_freezers_thaws_writers_unmount, 180)
 	EXPECT_NE(0, stat(path, &st)) TH_LOG("%s still attached: a leaked reference", loop);
 }
 
+/*
+ * Write @mib MiB to @name and fsync it; 0 or -1.
+ */
+static int write_big_file(int dirfd, const char *name, int mib)
+{
+	static char buf[1 << 20];
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	if (fd < 0)
+		return -1;
+	memset(buf, 0x5a, sizeof(buf));
+	for (int i = 0; i < mib; i++)
+		if (write(fd, buf, sizeof(buf)) != sizeof(buf))
+			return -1;
+	if (fsync(fd))
+		return -1;
+	return close(fd);
+}
+
+/*
+ * Delete @name (@mib MiB); whether its space comes back within @ms: the
+ * filesystem's background work that reclaims it must be running.
+ */
+static int space_comes_back(int dirfd, const char *name, int mib, int ms)
+{
+	long long before = tf_free_bytes(dirfd);
+
+	if (before < 0 || unlinkat(dirfd, name, 0))
+		return 0;
+	for (int i = 0; i <= ms / 100; i++) {
+		syncfs(dirfd);
+		if (tf_free_bytes(dirfd) >= before + (long long)(mib - 8) * (1 << 20))
+			return 1;
+		usleep(100 * 1000);
+	}
+	return 0;
+}
+
+/*
+ * An attempt that fails after sync_filesystem() must leave the filesystem
+ * as it expects: xfs's ->sync_fs() stops its background garbage collection
+ * when it sees SB_FREEZE_PAGEFAULT, and only ->freeze_fs()'s error path or
+ * a thaw starts it again.  The level-3 wait is forced to fail (the wait
+ * freeze_super() makes after the sync); afterwards the space of a deleted
+ * file must come back.
+ */
+TEST_F(fs, failed_level3_wait_leaves_fs_as_it_was)
+{
+	struct timed_freeze_args a;
+
+	if (!tf_fault_available())
+		SKIP(return, "no fault injection (CONFIG_FAULT_INJECTION_DEBUG_FS)");
+	ASSERT_EQ(0, write_big_file(self->fs.mfd, "big", 64));
+	ASSERT_EQ(0, tf_fault_arm("level_wait", 3, 1));
+	memset(&a, 0, sizeof(a));
+	EXPECT_EQ(-ETIMEDOUT, tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0, 0, &a));
+	tf_fault_disarm("level_wait");
+	EXPECT_EQ(1U, a.attempts);
+	EXPECT_EQ(3U, a.timed_out_level);
+	EXPECT_EQ(TIMED_FREEZE_WAIT_LEVEL_FS, a.gave_up);
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(space_comes_back(self->fs.mfd, "big", 64, 10000))
+		TH_LOG("the space of a deleted file did not come back: background GC stopped");
+}
+
+/*
+ * The same after a failure inside the sync, past the filesystem's own
+ * ->sync_fs(): the block device's flush, the last step of
+ * sync_filesystem(), fails.  freeze_super() has the same exit; the timed
+ * freeze must not leave xfs with its GC stopped either, and reports the
+ * error with nothing frozen.
+ */
+TEST_F(fs, failed_sync_after_sync_fs_leaves_fs_as_it_was)
+{
+	struct timed_freeze_args a;
+
+	if (!tf_fault_available())
+		SKIP(return, "no fault injection (CONFIG_FAULT_INJECTION_DEBUG_FS)");
+	ASSERT_EQ(0, write_big_file(self->fs.mfd, "big", 64));
+	ASSERT_EQ(0, tf_fault_arm("sync_bdev", 0, 1));
+	memset(&a, 0, sizeof(a));
+	EXPECT_EQ(-EIO, tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 2, 0, &a));
+	tf_fault_disarm("sync_bdev");
+	EXPECT_EQ(1U, a.attempts);
+	EXPECT_EQ(TIMED_FREEZE_WAIT_NONE, a.gave_up);
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_EQ(-1, ioctl(self->fs.mfd, FITHAW, 0));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_TRUE(space_comes_back(self->fs.mfd, "big", 64, 10000))
+		TH_LOG("the space of a deleted file did not come back: background GC stopped");
+}
+
+/*
+ * ETIMEDOUT from the filesystem (its storage timed out) is its error, not
+ * our deadline: not retried, reported with gave_up 0.
+ */
+TEST_F(fs, filesystem_etimedout_is_not_a_deadline)
+{
+	long long timeouts = tf_stat("timeouts");
+	struct timed_freeze_args a;
+
+	if (!tf_fault_available())
+		SKIP(return, "no fault injection (CONFIG_FAULT_INJECTION_DEBUG_FS)");
+	ASSERT_EQ(0, tf_fault_arm("sync_fs", 0, 1));
+	memset(&a, 0, sizeof(a));
+	a.gave_up = 0xdead;
+	EXPECT_EQ(-ETIMEDOUT, tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 2, 0, &a));
+	tf_fault_disarm("sync_fs");
+	EXPECT_EQ(1U, a.attempts);
+	EXPECT_EQ(0U, a.timed_out_level);
+	EXPECT_EQ(TIMED_FREEZE_WAIT_NONE, a.gave_up);
+	EXPECT_EQ(timeouts, tf_stat("timeouts"));
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+}
+
+/*
+ * The result is written back after the freeze.  With the argument struct
+ * in a shared mapping of a file on the filesystem being frozen, that write
+ * faults on the freeze itself (->page_mkwrite waits for SB_FREEZE_PAGEFAULT).
+ * The ioctl must not hang: it reports EFAULT and leaves nothing frozen.
+ */
+static int freeze_into_mapping(struct __test_metadata *_metadata, int dev, int mfd,
+			       unsigned long long flags)
+{
+	struct timed_freeze_args *a;
+	int fd, ret;
+	pid_t pid;
+
+	fd = openat(mfd, "args", O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0 || ftruncate(fd, 4096))
+		return -1;
+	a = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (a == MAP_FAILED)
+		return -1;
+	memset(a, 0, sizeof(*a));
+	a->size = sizeof(*a);
+	a->flags = flags;
+	a->timeout_ns = 2000 * NSEC_PER_MSEC;
+	a->fd = mfd;
+	pid = fork();
+	if (pid == 0)
+		_exit(ioctl(dev, TIMED_FREEZE_IOC_FREEZE, a) ? errno : 0);
+	ret = tf_wait_child(pid, 5000);
+	if (ret < 0) {
+		TH_LOG("the ioctl did not return: it faults on its own freeze");
+		/* Rescue: a userspace freeze can be thawed from here. */
+		ioctl(mfd, FITHAW, 0);
+		ret = tf_wait_child(pid, 5000);
+		ret = -1;
+	}
+	munmap(a, 4096);
+	return ret;
+}
+
+TEST_F(fs, result_in_a_mapping_of_the_frozen_fs)
+{
+	ASSERT_EQ(EFAULT, freeze_into_mapping(_metadata, self->dev, self->fs.mfd, 0));
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_EQ(-1, ioctl(self->fs.mfd, FITHAW, 0));
+	EXPECT_EQ(EINVAL, errno);
+	/* The same for an owned freeze, which nobody else could thaw. */
+	ASSERT_EQ(EFAULT, freeze_into_mapping(_metadata, self->dev, self->fs.mfd,
+					      TIMED_FREEZE_OWNED));
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_EQ(-EINVAL, tf_thaw(self->dev, self->fs.mfd, TIMED_FREEZE_OWNED));
+}
+
+/*
+ * One open file of the device, used by two processes: while one waits in
+ * an OWNED freeze, the other's calls on the same file are served at once,
+ * and a fatal signal ends them at once.
+ */
+TEST_F(fs, other_users_of_the_file_do_not_wait_for_a_freeze)
+{
+	struct held_writer hw;
+	unsigned long long t0;
+	pid_t freezer, other;
+
+	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	freezer = fork();
+	if (freezer == 0) {
+		struct timed_freeze_args a;
+
+		_exit(-tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0,
+				 TIMED_FREEZE_OWNED, &a));
+	}
+	usleep(300 * 1000);	/* the freezer waits for the held writer */
+	t0 = tf_now_ns();
+	EXPECT_EQ(-EINVAL, tf_thaw(self->dev, self->fs.mfd, TIMED_FREEZE_OWNED));
+	EXPECT_LE((tf_now_ns() - t0) / NSEC_PER_MSEC, 500ULL);
+
+	other = fork();
+	if (other == 0)
+		_exit(-tf_thaw(self->dev, self->fs.mfd, TIMED_FREEZE_OWNED));
+	usleep(100 * 1000);
+	t0 = tf_now_ns();
+	kill(other, SIGKILL);
+	tf_wait_child(other, 5000);
+	EXPECT_LE((tf_now_ns() - t0) / NSEC_PER_MSEC, 500ULL);
+
+	EXPECT_EQ(ETIMEDOUT, tf_wait_child(freezer, 5000));
+	EXPECT_EQ(3, held_writer_finish(&hw, "ok\n"));
+}
+
+/* The owned freeze of @dev on the fs of @fd, listed; its index in @e or -1. */
+static int find_owned(struct timed_freeze_owned *e, unsigned int n, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st))
+		return -1;
+	for (unsigned int i = 0; i < n; i++)
+		if (e[i].dev == st.st_dev)
+			return i;
+	return -1;
+}
+
+/*
+ * The holder of an OWNED freeze cannot thaw it: it writes to the frozen
+ * filesystem and sleeps there uninterruptibly, so it cannot exit either.
+ * The administrator sees the freeze, with the holder's pid and age, and
+ * thaws it; the holder then goes on.
+ */
+TEST_F(fs, admin_thaws_the_owned_freeze_of_a_stuck_holder)
+{
+	struct timed_freeze_owned e[8];
+	unsigned int total;
+	int sync[2], i;
+	pid_t holder;
+	char c;
+
+	ASSERT_EQ(0, pipe(sync));
+	holder = fork();
+	if (holder == 0) {
+		struct timed_freeze_args a;
+		int dev = tf_open_dev();
+
+		if (dev < 0 || tf_freeze(dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0,
+					 TIMED_FREEZE_OWNED, &a))
+			_exit(1);
+		if (write(sync[1], "f", 1) != 1)
+			_exit(2);
+		/* Its own log, on the frozen fs: it sleeps here. */
+		_exit(openat(self->fs.mfd, "log", O_WRONLY | O_CREAT, 0644) < 0 ? 3 : 0);
+	}
+	ASSERT_EQ(1, read(sync[0], &c, 1));
+	usleep(300 * 1000);
+	kill(holder, SIGKILL);
+	EXPECT_EQ(-1, tf_wait_child(holder, 500)) TH_LOG("the holder was not stuck");
+	EXPECT_TRUE(tf_in_d_state(holder));
+
+	ASSERT_EQ(0, tf_list(self->dev, e, 8, &total));
+	i = find_owned(e, total < 8 ? total : 8, self->fs.mfd);
+	ASSERT_LE(0, i);
+	EXPECT_EQ(holder, e[i].pid);
+	EXPECT_EQ(0U, e[i].flags & TIMED_FREEZE_OWNED_EXITED);
+	EXPECT_GE(e[i].age_ns / NSEC_PER_MSEC, 300ULL);
+	EXPECT_STREQ("freeze_test", e[i].comm);
+
+	EXPECT_EQ(0, tf_force_thaw(self->dev, e[i].id));
+	EXPECT_EQ(-ENOENT, tf_force_thaw(self->dev, e[i].id));
+	/* The holder's write gets through; its SIGKILL then ends it. */
+	EXPECT_EQ(128 + SIGKILL, tf_wait_child(holder, 5000));
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	ASSERT_EQ(0, tf_list(self->dev, e, 8, &total));
+	EXPECT_GT(0, find_owned(e, total < 8 ? total : 8, self->fs.mfd));
+}
+
+/*
+ * A child inherits the device file and outlives the process that made the
+ * OWNED freeze: the freeze is shown as the dead process's, and thawable.
+ */
+TEST_F(fs, admin_sees_a_freeze_held_by_an_inherited_file)
+{
+	struct timed_freeze_owned e[8];
+	unsigned int total;
+	pid_t maker, heir = 0;
+	int pp[2], i;
+
+	ASSERT_EQ(0, pipe(pp));
+	maker = fork();
+	if (maker == 0) {
+		struct timed_freeze_args a;
+		int dev = open(TIMED_FREEZE_DEVICE, O_RDWR);	/* inheritable */
+		pid_t child;
+
+		if (dev < 0 || tf_freeze(dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0,
+					 TIMED_FREEZE_OWNED, &a))
+			_exit(1);
+		child = fork();
+		if (child == 0) {
+			pause();
+			_exit(0);
+		}
+		_exit(write(pp[1], &child, sizeof(child)) == sizeof(child) ? 0 : 2);
+	}
+	EXPECT_EQ(0, tf_wait_child(maker, 5000));
+	ASSERT_EQ(sizeof(heir), read(pp[0], &heir, sizeof(heir)));
+
+	ASSERT_EQ(0, tf_list(self->dev, e, 8, &total));
+	i = find_owned(e, total < 8 ? total : 8, self->fs.mfd);
+	ASSERT_LE(0, i);
+	EXPECT_EQ(maker, e[i].pid);
+	EXPECT_EQ(TIMED_FREEZE_OWNED_EXITED, e[i].flags & TIMED_FREEZE_OWNED_EXITED);
+	EXPECT_FALSE(fs_writable_quick(self->fs.mfd));
+	EXPECT_EQ(0, tf_force_thaw(self->dev, e[i].id));
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	/* The heir's file closes later with nothing left to thaw. */
+	kill(heir, SIGKILL);
+	waitpid(heir, NULL, 0);
+}
+
+/*
+ * gfs2 freezes and thaws itself (->freeze_super, ->thaw_super): FIFREEZE
+ * and FITHAW go there, and so must the THAW ioctl (it is FITHAW).  The
+ * timed FREEZE refuses it: it cannot time waits gfs2 makes itself.
+ */
+FIXTURE(gfs2) {
+	struct tf_fs fs;
+	int dev;
+};
+
+FIXTURE_SETUP(gfs2)
+{
+	self->fs.mfd = -1;
+	self->dev = -1;
+	if (tf_run("command -v mkfs.gfs2 >/dev/null"))
+		SKIP(return, "no mkfs.gfs2 (gfs2-utils)");
+	if (tf_run("grep -qw gfs2 /proc/filesystems"))
+		SKIP(return, "no gfs2 in this kernel (CONFIG_GFS2_FS)");
+	ASSERT_EQ(0, tf_fs_setup(&self->fs, "gfs2"));
+	self->dev = tf_open_dev();
+	ASSERT_LE(0, self->dev);
+}
+
+FIXTURE_TEARDOWN(gfs2)
+{
+	if (self->dev >= 0)
+		close(self->dev);
+	if (self->fs.mfd >= 0)
+		tf_fs_teardown(&self->fs);
+}
+
+TEST_F(gfs2, thaw_ioctl_goes_to_the_filesystem_as_fithaw)
+{
+	pid_t pid;
+
+	ASSERT_EQ(0, ioctl(self->fs.mfd, FIFREEZE, 0));
+	pid = tf_write_child(self->fs.mfd, "data", "after thaw\n");
+	EXPECT_EQ(-1, tf_wait_child(pid, 500));
+	EXPECT_EQ(0, tf_thaw(self->dev, self->fs.mfd, 0));
+	EXPECT_EQ(0, tf_wait_child(pid, 5000));
+	EXPECT_TRUE(tf_file_is(self->fs.mfd, "data", "after thaw\n"));
+	/* Thawed through gfs2 itself: it can be frozen and thawed again. */
+	EXPECT_EQ(0, ioctl(self->fs.mfd, FIFREEZE, 0)) TH_LOG("FIFREEZE: %s", strerror(errno));
+	EXPECT_EQ(0, ioctl(self->fs.mfd, FITHAW, 0)) TH_LOG("FITHAW: %s", strerror(errno));
+}
+
+TEST_F(gfs2, timed_freeze_is_eopnotsupp)
+{
+	struct timed_freeze_args a;
+
+	EXPECT_EQ(-EOPNOTSUPP, tf_freeze(self->dev, self->fs.mfd, 0, 0, 0, &a));
+	EXPECT_TRUE(fs_writable(self->fs.mfd));
+}
+
 /* Errors that need no filesystem of ours. */
 FIXTURE(dev) {
 	int dev;
@@ -515,9 +895,18 @@ TEST_F(dev, bad_arguments_are_einval)
 				     TIMED_FREEZE_TIMEOUT_MAX_NS + 1, 0, 0, &a));
 	EXPECT_EQ(-EINVAL, tf_freeze(self->dev, self->tmpfd, 0,
 				     TIMED_FREEZE_RETRIES_MAX + 1, 0, &a));
+	/* timeout_ns 0 is exactly one attempt: retries make no sense with it. */
+	EXPECT_EQ(-EINVAL, tf_freeze(self->dev, self->tmpfd, 0, 1, 0, &a));
 	/* The limits themselves are fine (and then the fs says no). */
 	EXPECT_EQ(-EOPNOTSUPP, tf_freeze(self->dev, self->tmpfd, TIMED_FREEZE_TIMEOUT_MAX_NS,
 					 TIMED_FREEZE_RETRIES_MAX, 0, &a));
+	/* A reserved field that is not zero. */
+	memset(&a, 0, sizeof(a));
+	a.size = sizeof(a);
+	a.fd = self->tmpfd;
+	a.__reserved = 1;
+	EXPECT_EQ(-1, ioctl(self->dev, TIMED_FREEZE_IOC_FREEZE, &a));
+	EXPECT_EQ(EINVAL, errno);
 
 	/* Smaller than the first version. */
 	memset(&a, 0, sizeof(a));
@@ -563,15 +952,46 @@ TEST_F(dev, unprivileged_is_eperm)
 	pid_t pid = fork();
 
 	if (pid == 0) {
+		struct timed_freeze_owned e[1];
 		struct timed_freeze_args a;
+		unsigned int total;
 
 		/* Leaving uid 0 drops every capability; the fd stays open. */
 		if (setresgid(65534, 65534, 65534) || setresuid(65534, 65534, 65534))
 			_exit(2);
 		_exit(tf_freeze(self->dev, self->tmpfd, 0, 0, 0, &a) == -EPERM &&
-		      tf_thaw(self->dev, self->tmpfd, 0) == -EPERM ? 0 : 1);
+		      tf_thaw(self->dev, self->tmpfd, 0) == -EPERM &&
+		      tf_list(self->dev, e, 1, &total) == -EPERM &&
+		      tf_force_thaw(self->dev, 1) == -EPERM ? 0 : 1);
 	}
 	EXPECT_EQ(0, tf_wait_child(pid, 5000));
+}
+
+TEST_F(dev, admin_interface_arguments)
+{
+	struct timed_freeze_force_thaw_args t = { .size = sizeof(t), .id = ~0ULL };
+	struct timed_freeze_list_args l = { .size = sizeof(l) };
+	struct timed_freeze_owned e[2];
+	unsigned int total;
+
+	EXPECT_EQ(0, tf_list(self->dev, e, 0, &total));
+	EXPECT_EQ(-ENOENT, tf_force_thaw(self->dev, ~0ULL));
+	t.flags = 1;
+	EXPECT_EQ(-1, ioctl(self->dev, TIMED_FREEZE_IOC_FORCE_THAW, &t));
+	EXPECT_EQ(EINVAL, errno);
+	/* Entries smaller than the first version; a bad address. */
+	l.entries = (unsigned long)e;
+	l.count = 2;
+	l.entry_size = TIMED_FREEZE_OWNED_SIZE_VER0 - 8;
+	EXPECT_EQ(-1, ioctl(self->dev, TIMED_FREEZE_IOC_LIST, &l));
+	EXPECT_EQ(EINVAL, errno);
+	l.entry_size = sizeof(e[0]);
+	l.__reserved = 1;
+	EXPECT_EQ(-1, ioctl(self->dev, TIMED_FREEZE_IOC_LIST, &l));
+	EXPECT_EQ(EINVAL, errno);
+	l.__reserved = 0;
+	EXPECT_EQ(-1, ioctl(self->dev, TIMED_FREEZE_IOC_LIST, (void *)8));
+	EXPECT_EQ(EFAULT, errno);
 }
 
 TEST_HARNESS_MAIN

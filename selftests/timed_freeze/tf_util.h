@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include <linux/timed_freeze.h>
 
 #define NSEC_PER_MSEC 1000000ULL
+#define TF_DEBUGFS "/sys/kernel/debug/timed_freeze"
 
 struct tf_fs {
 	char dir[64];		/* private tmpfs holding the image */
@@ -55,7 +57,9 @@ static inline int tf_run(const char *fmt, ...)
 /* mkfs and loop-mount a filesystem of @type; 0 or -1. */
 static inline int tf_fs_setup(struct tf_fs *fs, const char *type)
 {
-	const char *mkfs = strcmp(type, "xfs") ? "mkfs.ext4 -q -F" : "mkfs.xfs -q -f";
+	const char *mkfs = !strcmp(type, "xfs") ? "mkfs.xfs -q -f" :
+			   !strcmp(type, "gfs2") ? "mkfs.gfs2 -O -q -p lock_nolock -j 1" :
+			   "mkfs.ext4 -q -F";
 
 	snprintf(fs->dir, sizeof(fs->dir), "/tmp/tf.XXXXXX");
 	fs->mfd = -1;
@@ -102,6 +106,30 @@ static inline int tf_freeze(int dev, int fd, unsigned long long timeout_ns,
 	a->fd = fd;
 	a->retries = retries;
 	return ioctl(dev, TIMED_FREEZE_IOC_FREEZE, a) ? -errno : 0;
+}
+
+/* TIMED_FREEZE_IOC_LIST into @e (room for @n); 0 or -errno, @total set. */
+static inline int tf_list(int dev, struct timed_freeze_owned *e, unsigned int n,
+			  unsigned int *total)
+{
+	struct timed_freeze_list_args a = {
+		.size = sizeof(a),
+		.entries = (unsigned long)e,
+		.entry_size = sizeof(*e),
+		.count = n,
+	};
+	int ret = ioctl(dev, TIMED_FREEZE_IOC_LIST, &a) ? -errno : 0;
+
+	*total = a.total;
+	return ret;
+}
+
+/* TIMED_FREEZE_IOC_FORCE_THAW of owned freeze @id; 0 or -errno. */
+static inline int tf_force_thaw(int dev, unsigned long long id)
+{
+	struct timed_freeze_force_thaw_args a = { .size = sizeof(a), .id = id };
+
+	return ioctl(dev, TIMED_FREEZE_IOC_FORCE_THAW, &a) ? -errno : 0;
 }
 
 /* TIMED_FREEZE_IOC_THAW; 0 or -errno. */
@@ -181,6 +209,89 @@ static inline long long tf_stat(const char *key)
 			ret = v;
 	fclose(f);
 	return ret;
+}
+
+/* Write @val to debugfs file timed_freeze/@path; 0 or -1. */
+static inline int tf_debugfs_write(const char *path, const char *val)
+{
+	char p[256];
+	int fd, ret;
+
+	snprintf(p, sizeof(p), TF_DEBUGFS "/%s", path);
+	fd = open(p, O_WRONLY);
+	if (fd < 0)
+		return -1;
+	ret = write(fd, val, strlen(val)) == (ssize_t)strlen(val) ? 0 : -1;
+	close(fd);
+	return ret;
+}
+
+/* Whether the module's fault points exist (CONFIG_FAULT_INJECTION_DEBUG_FS). */
+static inline int tf_fault_available(void)
+{
+	return access(TF_DEBUGFS "/fail_level_wait/probability", W_OK) == 0;
+}
+
+/*
+ * Arm fault point fail_@point to fail its next @times passes (for
+ * level_wait, at SB_FREEZE level @level; 0: any); 0 or -1.
+ */
+static inline int tf_fault_arm(const char *point, unsigned int level, unsigned int times)
+{
+	char p[64], v[16];
+
+	snprintf(v, sizeof(v), "%u", times);
+	snprintf(p, sizeof(p), "fail_%s/times", point);
+	if (tf_debugfs_write(p, v))
+		return -1;
+	snprintf(p, sizeof(p), "fail_%s/verbose", point);
+	tf_debugfs_write(p, "1");
+	snprintf(p, sizeof(p), "fail_%s/interval", point);
+	tf_debugfs_write(p, "1");
+	if (!strcmp(point, "level_wait")) {
+		snprintf(v, sizeof(v), "%u", level);
+		if (tf_debugfs_write("fail_level_wait/level", v))
+			return -1;
+	}
+	snprintf(p, sizeof(p), "fail_%s/probability", point);
+	return tf_debugfs_write(p, "100");
+}
+
+static inline void tf_fault_disarm(const char *point)
+{
+	char p[64];
+
+	snprintf(p, sizeof(p), "fail_%s/probability", point);
+	tf_debugfs_write(p, "0");
+}
+
+/* Free bytes of the filesystem of @fd, or -1. */
+static inline long long tf_free_bytes(int fd)
+{
+	struct statfs st;
+
+	if (fstatfs(fd, &st))
+		return -1;
+	return (long long)st.f_bfree * st.f_bsize;
+}
+
+/* Whether @pid is in D state (uninterruptible sleep). */
+static inline int tf_in_d_state(pid_t pid)
+{
+	char path[64], line[512], *r;
+	FILE *f;
+	int d = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fgets(line, sizeof(line), f)) {
+		r = strrchr(line, ')');
+		d = r && r[1] == ' ' && r[2] == 'D';
+	}
+	fclose(f);
+	return d;
 }
 
 #endif /* TF_UTIL_H */

@@ -436,6 +436,11 @@ TEST_F(vec, timed_freeze_breaks_the_chain)
 	/* The first attempt timed out on the vector; the retry succeeded. */
 	EXPECT_EQ(2U, self->v.args.attempts);
 	EXPECT_EQ(1U, self->v.args.timed_out_level);
+	/*
+	 * Thread A, counted while the level was still blocked: the undo then
+	 * hands the level to the blocked daemon, which would count too.
+	 */
+	EXPECT_EQ(1ULL, self->v.args.writers_inside);
 	EXPECT_GE(self->v.args.elapsed_ns / NSEC_PER_MSEC, timeout_ms);
 	EXPECT_LE(self->v.args.elapsed_ns / NSEC_PER_MSEC, timeout_ms + SLACK_MS);
 	EXPECT_TRUE(wait_event(self->ctl.evt[0], 'w', 1000));
@@ -464,6 +469,8 @@ TEST_F(vec, held_daemon_times_out_unfrozen)
 	       3 * timeout_ms + SLACK_MS);
 	EXPECT_EQ(-ETIMEDOUT, self->v.freeze_ret);
 	EXPECT_EQ(3U, self->v.args.attempts);
+	EXPECT_EQ(TIMED_FREEZE_WAIT_LEVEL_WRITE, self->v.args.gave_up);
+	EXPECT_EQ(1ULL, self->v.args.writers_inside);
 	EXPECT_GE(self->v.args.elapsed_ns / NSEC_PER_MSEC, 3 * timeout_ms);
 	EXPECT_LE(self->v.args.elapsed_ns / NSEC_PER_MSEC, 3 * timeout_ms + SLACK_MS);
 	/* The undo let the daemon's write through ... */
