@@ -43,7 +43,7 @@ mount -o loop "$dir/img" "$mnt"
 trap 'fsfreeze -u $mnt 2>/dev/null; wait; umount $mnt; umount -l $dir; rmdir $dir' EXIT
 
 echo "TAP version 13"
-echo "1..13"
+echo "1..25"
 
 check "freeze -f exits 0" "$tfreeze" -f "$mnt"
 check "the fs is really frozen" frozen
@@ -74,6 +74,66 @@ kill -9 $pid
 wait $pid 2>/dev/null
 check "tfreeze killed by SIGKILL: thawed" writable
 pkill -f "sleep 30" || true
+
+# COMMAND gets ^C and SIGTERM like any command: sent to its process group
+# (job control puts each background job in a group of its own), it dies
+# of them, and tfreeze thaws and reports 128+N.
+set -m
+for sig in INT TERM; do
+	"$tfreeze" "$mnt" -- sleep 30 &
+	pgid=$!
+	cmd=
+	for ((i = 0; i < 50; i++)); do
+		cmd=$(pgrep -g "$pgid" -x sleep) && break
+		sleep 0.1
+	done
+	ign=$(awk '/^SigIgn:/ { print $2 }' "/proc/$cmd/status" 2>/dev/null)
+	check "COMMAND starts with SIGINT/SIGQUIT/SIGTERM not ignored (SigIgn $ign)" \
+		test -n "$ign" -a "$((0x${ign:-0} & 0x4006))" -eq 0
+	kill -"$sig" -- -"$pgid"
+	rc=
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pgid" 2>/dev/null || { wait "$pgid"; rc=$?; break; }
+		sleep 0.1
+	done
+	[ -n "$rc" ] || { pkill -9 -g "$pgid"; wait "$pgid"; }
+	check "SIG$sig to the process group ends COMMAND: exit $(kill -l "$sig" >/dev/null && echo $((128 + $(kill -l "$sig")))) (got ${rc:-none})" \
+		test "${rc:-x}" = "$((128 + $(kill -l "$sig")))"
+done
+set +m
+check "thawed after the signalled COMMANDs" writable
+
+# COMMAND does not inherit the device file (it would keep the freeze).
+fds=$("$tfreeze" "$mnt" -- sh -c 'ls -l /proc/$$/fd')
+check "COMMAND does not inherit /dev/timed-freeze" test -z "$(grep timed-freeze <<<"$fds")"
+
+# The administrator's way out: the command writes to the frozen fs, so it
+# sleeps there and tfreeze waits for it; --list shows the freeze (made by
+# tfreeze, its pid and age) and --force-thaw releases it.
+"$tfreeze" "$mnt" -- sh -c "echo stuck > $mnt/stuck" &
+pid=$!
+sleep 1
+out=$("$tfreeze" --list)
+echo "$out" | sed 's/^/# /'
+id=$(awk -v m="$mnt" -v p="$pid" '$NF == m && $2 == p && $3 == "tfreeze" { print $1 }' <<<"$out")
+check "--list shows the owned freeze of tfreeze (pid $pid)" test -n "$id"
+check "--force-thaw $id thaws it" "$tfreeze" --force-thaw "${id:-0}"
+rc=
+for ((i = 0; i < 50; i++)); do
+	kill -0 "$pid" 2>/dev/null || { wait "$pid"; rc=$?; break; }
+	sleep 0.1
+done
+check "the stuck command then completes (exit ${rc:-none})" test "${rc:-x}" = 0
+check "and the fs is writable" writable
+
+# Usage errors exit as fsfreeze's do (1).
+"$tfreeze" >/dev/null 2>&1
+tf=$?
+fsfreeze >/dev/null 2>&1
+ff=$?
+check "no arguments: exit $tf, as fsfreeze ($ff)" test "$tf" -eq "$ff"
+"$tfreeze" --no-such-option "$mnt" >/dev/null 2>&1
+check "unknown option: exit 1" test $? -eq 1
 
 # Without the module: a message that says how to load it.
 if rmmod timed_freeze; then

@@ -12,7 +12,8 @@ use clap::{CommandFactory, Parser};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
@@ -21,8 +22,9 @@ use std::time::Duration;
 #[derive(Parser, Debug)]
 #[command(name = "tfreeze", version, about, long_about = None)]
 #[command(
-    after_help = "Exit status: 0 on success, 1 on failure; with COMMAND, the \
-                        command's status (128+N if it died of signal N)."
+    after_help = "Exit status: 0 on success, 1 on failure (usage errors included, as \
+                  fsfreeze); with COMMAND, the command's status (128+N if it died of \
+                  signal N)."
 )]
 struct Cli {
     /// Freeze the filesystem (an ordinary userspace freeze: `fsfreeze -u` thaws it).
@@ -33,15 +35,27 @@ struct Cli {
     #[arg(short = 'u', long = "unfreeze", conflicts_with_all = ["freeze", "command"])]
     unfreeze: bool,
 
+    /// List every owned freeze (the `-- COMMAND` freezes of any tfreeze): id, the pid and
+    /// command that made it (and whether it has exited), age and mount point. Needs
+    /// CAP_SYS_ADMIN.
+    #[arg(long, conflicts_with_all = ["freeze", "unfreeze", "command", "force_thaw"])]
+    list: bool,
+
+    /// Thaw the owned freeze ID (from --list) whose holder cannot: it hangs writing to the
+    /// frozen filesystem, or a child inherited its file. Needs CAP_SYS_ADMIN.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["freeze", "unfreeze", "command"])]
+    force_thaw: Option<u64>,
+
     /// Deadline of each attempt, e.g. 500ms, 2s (at most 60s; 0 makes one attempt that
     /// does not wait for writers).
     #[arg(short = 't', long, default_value = "10s", value_parser = parse_timeout)]
     timeout: Duration,
 
-    /// Attempts after the first, when an attempt times out (at most 16).
-    #[arg(short = 'r', long, default_value_t = 1,
+    /// Attempts after the first, when an attempt times out (at most 16; default 1, or 0
+    /// with a timeout of 0, which is one attempt).
+    #[arg(short = 'r', long,
           value_parser = clap::value_parser!(u32).range(0..=uapi::RETRIES_MAX as i64))]
-    retries: u32,
+    retries: Option<u32>,
 
     /// Make the freeze belong to tfreeze's open device file: only tfreeze thaws it, and
     /// it is thawed when tfreeze exits, even by SIGKILL (implied by COMMAND).
@@ -61,7 +75,7 @@ struct Cli {
     man: bool,
 
     /// The mount point (any path on the filesystem).
-    #[arg(required_unless_present = "man")]
+    #[arg(required_unless_present_any = ["man", "list", "force_thaw"])]
     mountpoint: Option<String>,
 
     /// Freeze (owned), run COMMAND, thaw when it exits.
@@ -87,9 +101,28 @@ enum Action {
     Freeze,
     Thaw,
     Run(Vec<String>),
+    List,
+    ForceThaw(u64),
+}
+
+impl Cli {
+    /// Attempts after the first: as given, else 1 (0 with a timeout of 0).
+    fn retries(&self) -> u32 {
+        self.retries
+            .unwrap_or(if self.timeout.is_zero() { 0 } else { 1 })
+    }
 }
 
 fn action(cli: &Cli) -> Result<Action, String> {
+    if cli.list {
+        return Ok(Action::List);
+    }
+    if let Some(id) = cli.force_thaw {
+        return Ok(Action::ForceThaw(id));
+    }
+    if cli.timeout.is_zero() && cli.retries() != 0 {
+        return Err("a timeout of 0 is exactly one attempt: no --retries".into());
+    }
     match (cli.freeze, cli.unfreeze, cli.command.is_empty()) {
         (true, _, _) if cli.owned => Err("--owned with -f would thaw as soon as tfreeze exits; \
                                           use it with -- COMMAND"
@@ -127,9 +160,12 @@ impl Failure {
 }
 
 fn open_device() -> Result<File, Failure> {
+    // Close-on-exec (std's default too, said here because it matters): a COMMAND or any
+    // child must not inherit the file, which would keep an owned freeze alive after us.
     OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(libc::O_CLOEXEC)
         .open(uapi::DEVICE)
         .map_err(|e| {
             let mut f = Failure::io(&format!("opening {}", uapi::DEVICE), e);
@@ -153,13 +189,24 @@ fn ioctl<T>(fd: &impl AsRawFd, cmd: u64, arg: *mut T) -> io::Result<()> {
 
 /// Explains an ETIMEDOUT report.
 fn explain_timeout(mnt: &str, a: &uapi::FreezeArgs) -> String {
+    if a.gave_up == 0 {
+        return format!(
+            "freezing {mnt} failed: the filesystem itself reported a timeout (its storage?) \
+             after {} attempt(s). Nothing was left frozen.",
+            a.attempts
+        );
+    }
+    let writers = if (1..=3).contains(&a.gave_up) {
+        format!(" with {} writer(s) still inside", a.writers_inside)
+    } else {
+        String::new()
+    };
     format!(
-        "freezing {mnt} timed out: {} attempt(s) in {:.3} s; the last gave up at {} with {} \
-         writer(s) still inside. Nothing was left frozen: writers go on as before.",
+        "freezing {mnt} timed out: {} attempt(s) in {:.3} s; the last gave up waiting for \
+         {}{writers}. Nothing was left frozen: writers go on as before.",
         a.attempts,
         a.elapsed_ns as f64 / 1e9,
-        uapi::level_name(a.timed_out_level),
-        a.writers_inside
+        uapi::wait_name(a.gave_up),
     )
 }
 
@@ -170,7 +217,7 @@ fn freeze(dev: &File, fs: &File, cli: &Cli, owned: bool) -> Result<uapi::FreezeA
             | if cli.expedited { uapi::EXPEDITED } else { 0 },
         timeout_ns: cli.timeout.as_nanos() as u64,
         fd: fs.as_raw_fd(),
-        retries: cli.retries,
+        retries: cli.retries(),
         ..Default::default()
     };
     let mnt = cli.mountpoint.as_deref().unwrap_or_default();
@@ -204,6 +251,8 @@ fn report_json(
         o["attempts"] = a.attempts.into();
         o["elapsed_ns"] = a.elapsed_ns.into();
         o["timed_out_level"] = a.timed_out_level.into();
+        o["gave_up"] = a.gave_up.into();
+        o["gave_up_waiting_for"] = uapi::wait_name(a.gave_up).into();
         o["writers_inside"] = a.writers_inside.into();
         o["left_frozen"] = ok.is_ok().into();
     }
@@ -213,6 +262,104 @@ fn report_json(
     println!("{o}");
 }
 
+/// The mount points of each `st_dev`, from /proc/self/mountinfo.
+fn mount_points() -> Vec<(u64, String)> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let (maj, min) = f.get(2)?.split_once(':')?;
+            let (maj, min): (u64, u64) = (maj.parse().ok()?, min.parse().ok()?);
+            let dev = (min & 0xff) | (maj << 8) | ((min & !0xff) << 12);
+            Some((dev, f.get(4)?.replace("\\040", " ")))
+        })
+        .collect()
+}
+
+/// `--force-thaw ID`.
+fn force_thaw(id: u64) -> Result<u8, Failure> {
+    let dev = open_device()?;
+    let mut a = uapi::ForceThawArgs {
+        size: std::mem::size_of::<uapi::ForceThawArgs>() as u64,
+        id,
+        flags: 0,
+    };
+    ioctl(&dev, uapi::IOC_FORCE_THAW, &mut a).map_err(|e| {
+        let mut f = Failure::io(&format!("thawing owned freeze {id}"), e);
+        if f.errno == libc::ENOENT {
+            f.msg = format!("no owned freeze {id} (tfreeze --list shows them)");
+        }
+        f
+    })?;
+    Ok(0)
+}
+
+/// `--list`: every owned freeze.
+fn list(dev: &File, json: bool) -> Result<u8, Failure> {
+    let mut entries = vec![uapi::Owned::default(); 64];
+    loop {
+        let mut a = uapi::ListArgs {
+            size: std::mem::size_of::<uapi::ListArgs>() as u64,
+            entries: entries.as_mut_ptr() as u64,
+            entry_size: std::mem::size_of::<uapi::Owned>() as u32,
+            count: entries.len() as u32,
+            ..Default::default()
+        };
+        ioctl(dev, uapi::IOC_LIST, &mut a).map_err(|e| Failure::io("listing owned freezes", e))?;
+        if a.total as usize > entries.len() {
+            entries.resize(a.total as usize + 16, uapi::Owned::default());
+            continue;
+        }
+        entries.truncate(a.total as usize);
+        break;
+    }
+    let mounts = mount_points();
+    let mnt_of = |dev: u64| {
+        mounts
+            .iter()
+            .find(|(d, _)| *d == dev)
+            .map_or_else(|| format!("dev {dev:#x}"), |(_, m)| m.clone())
+    };
+    let comm = |e: &uapi::Owned| {
+        let n = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
+        String::from_utf8_lossy(&e.comm[..n]).into_owned()
+    };
+    if json {
+        let v: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "id": e.id, "pid": e.pid, "comm": comm(e),
+                    "exited": e.flags & uapi::OWNED_EXITED != 0,
+                    "age_ns": e.age_ns, "dev": e.dev, "mountpoint": mnt_of(e.dev),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::from(v));
+        return Ok(0);
+    }
+    println!(
+        "{:>6} {:>8} {:<16} {:>10}  MOUNTPOINT",
+        "ID", "PID", "COMMAND", "AGE"
+    );
+    for e in &entries {
+        let pid = if e.flags & uapi::OWNED_EXITED != 0 {
+            format!("{} (exited)", e.pid)
+        } else {
+            e.pid.to_string()
+        };
+        println!(
+            "{:>6} {:>8} {:<16} {:>9.1}s  {}",
+            e.id,
+            pid,
+            comm(e),
+            e.age_ns as f64 / 1e9,
+            mnt_of(e.dev)
+        );
+    }
+    Ok(0)
+}
+
 fn run(cli: &Cli) -> Result<u8, Failure> {
     let act = action(cli).map_err(|msg| Failure {
         msg,
@@ -220,6 +367,12 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
         errno: libc::EINVAL,
     })?;
     let mnt = cli.mountpoint.clone().unwrap_or_default();
+    if let Action::List = act {
+        return list(&open_device()?, cli.json);
+    }
+    if let Action::ForceThaw(id) = act {
+        return force_thaw(id);
+    }
     let fs = File::open(&mnt).map_err(|e| Failure::io(&format!("opening {mnt}"), e))?;
 
     match act {
@@ -250,15 +403,29 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                 }
                 return Err(f);
             }
-            // While COMMAND runs, tfreeze itself must survive ^C and SIGTERM to thaw;
-            // the command gets them (same process group) and decides.
-            // SAFETY: Setting a signal disposition to SIG_IGN has no preconditions.
-            unsafe {
-                libc::signal(libc::SIGINT, libc::SIG_IGN);
-                libc::signal(libc::SIGTERM, libc::SIG_IGN);
-                libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+            // While COMMAND runs, tfreeze itself must survive ^C and SIGTERM to thaw; the
+            // command gets them (same process group) and decides. Ignored signals stay
+            // ignored across exec, so the child puts the defaults back before it.
+            const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT];
+            for sig in SIGNALS {
+                // SAFETY: Setting a signal disposition to SIG_IGN has no preconditions.
+                unsafe { libc::signal(sig, libc::SIG_IGN) };
             }
-            let status = Command::new(&cmd[0]).args(&cmd[1..]).status();
+            let mut command = Command::new(&cmd[0]);
+            command.args(&cmd[1..]);
+            // SAFETY: The closure only calls signal(2), which is async-signal-safe, as code
+            // between fork and exec must be.
+            unsafe {
+                command.pre_exec(|| {
+                    for sig in SIGNALS {
+                        if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
+                            return Err(io::Error::last_os_error());
+                        }
+                    }
+                    Ok(())
+                });
+            }
+            let status = command.status();
             // Thaw: explicitly, and in any case when `dev` is closed.
             let mut t = uapi::ThawArgs {
                 size: std::mem::size_of::<uapi::ThawArgs>() as u64,
@@ -266,7 +433,14 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
                 fd: fs.as_raw_fd(),
                 reserved: 0,
             };
-            let thawed = ioctl(&dev, uapi::IOC_THAW, &mut t);
+            let thawed = match ioctl(&dev, uapi::IOC_THAW, &mut t) {
+                // Not ours any more: the administrator thawed it (tfreeze --force-thaw).
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    eprintln!("tfreeze: {mnt} had already been thawed (by the administrator?)");
+                    Ok(())
+                }
+                r => r,
+            };
             let code: u8 = match &status {
                 Ok(s) => s
                     .code()
@@ -293,11 +467,23 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             thawed.map_err(|e| Failure::io(&format!("thawing {mnt}"), e))?;
             Ok(code)
         }
+        Action::List | Action::ForceThaw(_) => unreachable!("handled above"),
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1, as fsfreeze's do (clap's default is 2).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     if cli.man {
         let man = clap_mangen::Man::new(Cli::command());
         if man.render(&mut io::stdout()).is_err() {
@@ -329,7 +515,7 @@ mod tests {
         let c = parse(&["-f", "/mnt"]).unwrap();
         assert_eq!(action(&c), Ok(Action::Freeze));
         assert_eq!(c.timeout, Duration::from_secs(10));
-        assert_eq!(c.retries, 1);
+        assert_eq!(c.retries(), 1);
         assert_eq!(action(&parse(&["-u", "/mnt"]).unwrap()), Ok(Action::Thaw));
         assert_eq!(
             action(&parse(&["--freeze", "/mnt"]).unwrap()),
@@ -345,13 +531,15 @@ mod tests {
         assert_eq!(c.timeout, Duration::from_secs(2));
         let c = parse(&["-f", "-t", "0", "/mnt"]).unwrap();
         assert_eq!(c.timeout, Duration::ZERO);
+        assert_eq!(c.retries(), 0);
+        assert!(action(&parse(&["-f", "-t", "0", "-r", "2", "/mnt"]).unwrap()).is_err());
         assert!(parse(&["-f", "-t", "61s", "/mnt"]).is_err());
         assert!(parse(&["-f", "-t", "soon", "/mnt"]).is_err());
     }
 
     #[test]
     fn retries_bounded() {
-        assert_eq!(parse(&["-f", "-r", "16", "/mnt"]).unwrap().retries, 16);
+        assert_eq!(parse(&["-f", "-r", "16", "/mnt"]).unwrap().retries(), 16);
         assert!(parse(&["-f", "-r", "17", "/mnt"]).is_err());
         assert!(parse(&["-f", "-r", "-1", "/mnt"]).is_err());
     }
@@ -378,6 +566,17 @@ mod tests {
         assert!(parse(&["-f"]).is_err());
         assert!(action(&parse(&["/mnt"]).unwrap()).is_err());
         assert!(action(&parse(&["-f", "--owned", "/mnt"]).unwrap()).is_err());
+        assert!(parse(&["--list", "-f", "/mnt"]).is_err());
+        assert!(parse(&["--force-thaw", "x"]).is_err());
+    }
+
+    #[test]
+    fn admin_forms() {
+        assert_eq!(action(&parse(&["--list"]).unwrap()), Ok(Action::List));
+        assert_eq!(
+            action(&parse(&["--force-thaw", "7"]).unwrap()),
+            Ok(Action::ForceThaw(7))
+        );
     }
 
     #[test]
@@ -386,15 +585,25 @@ mod tests {
             attempts: 2,
             elapsed_ns: 1_234_000_000,
             timed_out_level: 1,
+            gave_up: 1,
             writers_inside: 3,
             ..Default::default()
         };
         let m = explain_timeout("/mnt", &a);
         assert!(m.contains("2 attempt(s) in 1.234 s"), "{m}");
         assert!(
-            m.contains("SB_FREEZE_WRITE (writes) with 3 writer(s)"),
+            m.contains("SB_FREEZE_WRITE (writers still inside) with 3 writer(s)"),
             "{m}"
         );
         assert!(m.contains("Nothing was left frozen"), "{m}");
+        let a = uapi::FreezeArgs {
+            attempts: 1,
+            ..Default::default()
+        };
+        let m = explain_timeout("/mnt", &a);
+        assert!(
+            m.contains("the filesystem itself reported a timeout"),
+            "{m}"
+        );
     }
 }
