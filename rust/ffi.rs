@@ -51,7 +51,17 @@ extern "C" {
         old: u16,
         timeout: c_long,
     ) -> c_long;
-    pub(crate) fn tf_wait_sb_born_or_dying(sb: *mut bindings::super_block);
+    pub(crate) fn tf_wait_sb_born_or_dying(
+        sb: *mut bindings::super_block,
+        timeout: c_long,
+    ) -> c_long;
+    pub(crate) fn tf_spawn(
+        func: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
+        data: *mut c_void,
+        name: *const c_char,
+    ) -> c_int;
+    pub(crate) fn tf_wait_flag(flag: *mut c_int, timeout: c_long) -> c_long;
+    pub(crate) fn tf_set_flag(flag: *mut c_int);
     pub(crate) fn tf_fault_init();
     pub(crate) fn tf_should_fail(point: c_uint, level: c_uint) -> bool;
     pub(crate) fn tf_call_rcu_hurry(

@@ -6,10 +6,15 @@
 //! `freeze_super()` (fs/super.c, Linux 7.3). The design, and every difference from the
 //! original, is in `Documentation/timed-freeze.rst`; in short:
 //!
-//! - the three waits for writers (`sb_wait_write()`) before the sync, and the wait for another
-//!   freezer (`wait_for_partially_frozen()`), have the attempt's deadline and end on a fatal
-//!   signal; when one ends early, the attempt undoes itself completely, in the order of
-//!   `freeze_super()`'s own error paths;
+//! - every wait before the sync under the levels has the attempt's deadline and ends on a
+//!   fatal signal: `s_umount` (polled with `down_write_trylock()`), the wait for another
+//!   freezer (`wait_for_partially_frozen()`), the three waits for writers (`sb_wait_write()`),
+//!   and the writeback and journal waits of a sync made first by a thread of ours
+//!   ([`crate::presync`]). When one ends early, the attempt undoes itself completely, in the
+//!   order of `freeze_super()`'s own error paths, without `s_umount` when that cannot be had
+//!   in time ([`undo_unlocked`]);
+//! - `frozen` stays `SB_FREEZE_WRITE` until the commit point: the sync before it must not look
+//!   like a freeze to the filesystem;
 //! - the sync is the attempt's commit point. `->sync_fs()` may act on the freeze it sees
 //!   coming (xfs stops its background GC when `frozen` is `SB_FREEZE_PAGEFAULT`, and only
 //!   `->freeze_fs()`'s error path or a thaw restarts it), so nothing of ours may fail after
@@ -20,13 +25,13 @@
 
 use crate::fault;
 use crate::percpu_rwsem::{Deadline, GracePeriod, PercpuRwSem, PercpuWriteGuard};
-use crate::{ffi, uapi};
+use crate::{ffi, presync, uapi};
 use core::{ffi::c_void, ptr::addr_of_mut};
 use kernel::{
     bindings,
     fs::File,
     prelude::*,
-    sync::atomic::{Acquire, Atomic},
+    sync::atomic::{Acquire, Atomic, Full, Relaxed},
     time::{delay::fsleep, Delta, Instant, Monotonic},
     types::Opaque,
 };
@@ -37,6 +42,9 @@ const SB_FREEZE_WRITE: u16 = bindings::SB_FREEZE_WRITE as u16;
 const SB_FREEZE_PAGEFAULT: u16 = bindings::SB_FREEZE_PAGEFAULT as u16;
 const SB_FREEZE_FS: u16 = bindings::SB_FREEZE_FS as u16;
 const SB_FREEZE_COMPLETE: u16 = bindings::SB_FREEZE_COMPLETE as u16;
+
+/// The longest sleep between two tries for `s_umount` (`lock_excl_active()`).
+const UMOUNT_POLL_MAX_MS: u32 = 16;
 
 /// `SB_FREEZE_LEVELS` (include/linux/fs/super_types.h).
 const SB_FREEZE_LEVELS: usize = SB_FREEZE_COMPLETE as usize - 1;
@@ -103,6 +111,8 @@ pub(crate) struct FreezeReport {
     pub(crate) writers_inside: u32,
     /// `TIMED_FREEZE_WAIT_*`: the wait a deadline or a fatal signal last ended; 0 when none.
     pub(crate) gave_up: u32,
+    /// How many attempts gave up at each wait (index: `TIMED_FREEZE_WAIT_*` - 1).
+    pub(crate) gave_up_by_wait: [u32; 7],
 }
 
 /// A `struct super_block`.
@@ -178,36 +188,103 @@ impl SuperBlock {
         kernel::error::to_result(unsafe { bindings::thaw_super(self.as_raw(), who, owner) })
     }
 
-    /// Mirror of `super_lock_excl()` (fs/super.c, static): waits until the superblock is
-    /// born or dying, then takes `s_umount` exclusively unless it is dying.
-    fn lock_excl(&self) -> Option<UmountGuard<'_>> {
-        let sb = self.as_raw();
+    /// Mirror of `super_lock_excl()` (fs/super.c, static), killable and with a deadline:
+    /// waits until the superblock is born or dying, then takes `s_umount` exclusively unless
+    /// it is dying. `Ok(None)` when it is dying.
+    fn lock_excl(&self, deadline: &Deadline) -> Result<Option<UmountGuard<'_>>> {
         // wait until the superblock is ready or dying
-        // SAFETY: A live superblock.
-        unsafe { ffi::tf_wait_sb_born_or_dying(sb) };
+        loop {
+            // SAFETY: A live superblock.
+            let r = unsafe {
+                ffi::tf_wait_sb_born_or_dying(self.as_raw(), deadline.remaining_jiffies())
+            };
+            if r > 0 {
+                break;
+            }
+            if r < 0 {
+                return Err(EINTR);
+            }
+            if deadline.passed() {
+                return Err(ETIMEDOUT);
+            }
+        }
         // Don't pointlessly acquire s_umount.
         if self.flags_acquire() & SB_DYING != 0 {
-            return None;
+            return Ok(None);
         }
-        // SAFETY: A live superblock; this task does not hold `s_umount`.
-        unsafe { bindings::down_write(addr_of_mut!((*sb).s_umount)) };
-        // INVARIANT: `s_umount` taken exclusively above.
-        let s = UmountGuard { sb: self };
+        let s = self.lock_excl_active(deadline)?;
         // Has gone through generic_shutdown_super() in the meantime.
         if s.flags() & SB_DYING != 0 {
-            return None;
+            return Ok(None);
         }
         kernel::warn_on!(s.flags() & SB_BORN == 0);
-        Some(s)
+        Ok(Some(s))
     }
 
-    /// `__super_lock_excl()`: `down_write(&sb->s_umount)`, no born/dying checks (the
-    /// caller holds an active reference).
-    fn lock_excl_active(&self) -> UmountGuard<'_> {
-        // SAFETY: A live superblock; this task does not hold `s_umount`.
-        unsafe { bindings::down_write(addr_of_mut!((*self.as_raw()).s_umount)) };
-        // INVARIANT: taken above.
-        UmountGuard { sb: self }
+    /// `__super_lock_excl()`: `down_write(&sb->s_umount)`, killable and with a deadline.
+    ///
+    /// There is no timed `down_write()`: this polls `down_write_trylock()`, with a killable
+    /// sleep between tries that doubles from one jiffy up to [`UMOUNT_POLL_MAX`]. A stream of
+    /// readers that never leaves it free makes it give up at the deadline; so would a
+    /// `down_write()`, only later.
+    fn lock_excl_active(&self, deadline: &Deadline) -> Result<UmountGuard<'_>> {
+        // SAFETY: A live superblock; no reference is made.
+        let sem = unsafe { addr_of_mut!((*self.as_raw()).s_umount) };
+        let max = kernel::time::msecs_to_jiffies(UMOUNT_POLL_MAX_MS) as c_long;
+        let mut nap: c_long = 1;
+        loop {
+            // SAFETY: A live superblock's `s_umount`, which this task does not hold.
+            if unsafe { bindings::down_write_trylock(sem) } != 0 {
+                // INVARIANT: taken above.
+                return Ok(UmountGuard { sb: self });
+            }
+            // SAFETY: Reads the current task's signals only.
+            if unsafe { ffi::tf_fatal_signal_pending() } {
+                return Err(EINTR);
+            }
+            let left = deadline.remaining_jiffies();
+            if left == 0 {
+                return Err(ETIMEDOUT);
+            }
+            // SAFETY: Sleeping is allowed: no lock is held.
+            unsafe { bindings::schedule_timeout_killable(nap.min(left)) };
+            nap = (nap * 2).min(max.max(1));
+        }
+    }
+
+    /// `atomic_inc(&sb->s_active)`, for a caller that holds an active reference already.
+    pub(crate) fn get_active_ref(&self) {
+        // SAFETY: A live superblock with an active reference (the caller's).
+        unsafe { bindings::atomic_inc(addr_of_mut!((*self.as_raw()).s_active)) };
+    }
+
+    /// Drops an active reference without waiting for `s_umount`: `deactivate_super()`,
+    /// except that the last reference (the filesystem was unmounted meanwhile), whose
+    /// `deactivate_locked_super()` needs `s_umount`, is dropped by a thread of ours.
+    pub(crate) fn put_active_ref(&self) {
+        // SAFETY: `s_active` of a live superblock is an aligned `atomic_t`, only ever
+        // accessed atomically.
+        let active = unsafe { Atomic::from_ptr(addr_of_mut!((*self.as_raw()).s_active.counter)) };
+        // atomic_add_unless(&sb->s_active, -1, 1)
+        let mut v = active.load(Relaxed);
+        while v != 1 {
+            match active.cmpxchg(v, v - 1, Full) {
+                Ok(_) => return,
+                Err(now) => v = now,
+            }
+        }
+        let data = self.as_raw().cast::<c_void>();
+        // SAFETY: `deactivate_main` takes over our active reference on the superblock.
+        let ret =
+            unsafe { ffi::tf_spawn(Some(deactivate_main), data, c"tf-deactivate".as_char_ptr()) };
+        if ret != 0 {
+            pr_warn!(
+                "no thread to drop the last reference of an unmounted {}: dropping it here\n",
+                self.fs_name()
+            );
+            // SAFETY: Our active reference, as `deactivate_main` would drop it.
+            unsafe { bindings::deactivate_super(self.as_raw()) };
+        }
     }
 
     /// `super_flags()`: `smp_load_acquire(&sb->s_flags)`.
@@ -217,6 +294,18 @@ impl SuperBlock {
         let flags = unsafe { Atomic::from_ptr(addr_of_mut!((*self.as_raw()).s_flags)) };
         flags.load(Acquire)
     }
+}
+
+/// The thread of `SuperBlock::put_active_ref()`: drops the last active reference.
+///
+/// # Safety
+///
+/// `data` is a superblock on which the caller's active reference passes to us.
+unsafe extern "C" fn deactivate_main(data: *mut c_void) -> c_int {
+    // SAFETY: Per the function's safety requirements: the reference is ours to drop, and
+    // waiting for `s_umount` here is the thread's, not a freezer's.
+    unsafe { bindings::deactivate_super(data.cast()) };
+    0
 }
 
 /// `s_umount` of a superblock, held exclusively by this task.
@@ -363,8 +452,9 @@ impl<'a> UmountGuard<'a> {
     }
 
     /// Timed mirror of `wait_for_partially_frozen()` (fs/super.c, static): drops
-    /// `s_umount`, waits for `s_writers.frozen` to change until the deadline, retakes it.
-    fn wait_for_partially_frozen(mut self, deadline: &Deadline) -> (Self, Result) {
+    /// `s_umount`, waits for `s_writers.frozen` to change until the deadline, retakes it
+    /// (with the deadline too). `None` when `s_umount` could not be had in time.
+    fn wait_for_partially_frozen(mut self, deadline: &Deadline) -> (Option<Self>, Result) {
         loop {
             let old = self.frozen();
             let sb = self.unlock();
@@ -383,10 +473,13 @@ impl<'a> UmountGuard<'a> {
                     break Err(ETIMEDOUT);
                 }
             };
-            self = sb.lock_excl_active();
+            self = match sb.lock_excl_active(deadline) {
+                Ok(s) => s,
+                Err(e) => return (None, Err(e)),
+            };
             let frozen = self.frozen();
             if ret.is_err() || frozen == SB_UNFROZEN || frozen == SB_FREEZE_COMPLETE {
-                return (self, ret);
+                return (Some(self), ret);
             }
         }
     }
@@ -493,30 +586,46 @@ fn level_down_write<'a>(
     }
 }
 
-/// How the sync under the levels failed.
-enum SyncError {
+/// How a sync failed.
+pub(crate) enum SyncError {
     /// Before the filesystem's `->sync_fs(sb, 1)` had an effect: undo as after any failure.
     Before(Error),
     /// After it: the filesystem may have acted on the freeze it saw coming.
     After(Error),
 }
 
-/// Mirror of `sync_filesystem()` (fs/sync.c), run with `s_umount` held (`s`) at
-/// `SB_FREEZE_PAGEFAULT`, that tells whether it failed before or after `->sync_fs(sb, 1)`.
+impl From<SyncError> for Error {
+    fn from(e: SyncError) -> Self {
+        match e {
+            SyncError::Before(e) | SyncError::After(e) => e,
+        }
+    }
+}
+
+/// Mirror of `sync_filesystem()` (fs/sync.c), step by step, that tells whether it failed
+/// before or after `->sync_fs(sb, 1)`, reports its stage (`TIMED_FREEZE_WAIT_WRITEBACK`
+/// while it writes data back, `_JOURNAL` from the filesystem's own sync on) to `stage`, and
+/// passes the fault points when `faults`.
+///
+/// The caller holds `s_umount` (for read or write), as `sync_filesystem()` requires.
 ///
 /// An error `->sync_fs()` returns is the filesystem's: it undid what it did (xfs returns
 /// before stopping its GC). Only the block device's flush that follows can fail after it.
-fn sync_filesystem(s: &UmountGuard<'_>) -> Result<(), SyncError> {
-    let sb = s.raw();
-    let sync_fs = s.sb.ops().sync_fs;
+pub(crate) fn sync_steps(
+    sb: &SuperBlock,
+    stage: &dyn Fn(u32),
+    faults: bool,
+) -> Result<(), SyncError> {
+    let raw = sb.as_raw();
+    let sync_fs = sb.ops().sync_fs;
     // Every `unsafe` block below makes a call of `sync_filesystem()` on a live superblock
-    // whose `s_umount` we hold, as it requires; `s_bdev` may be NULL, which sync_blockdev*()
-    // accept.
-    // SAFETY: `s_bdev` of a live superblock, set at mount and stable under `s_umount`.
-    let bdev = unsafe { (*sb).s_bdev };
+    // whose `s_umount` the caller holds, as it requires; `s_bdev` may be NULL, which
+    // sync_blockdev*() accept.
+    // SAFETY: `s_bdev` and `s_flags` of a live superblock, stable under `s_umount`.
+    let (bdev, flags) = unsafe { ((*raw).s_bdev, (*raw).s_flags) };
 
     // No point in syncing out anything if the filesystem is read-only.
-    if s.rdonly() {
+    if flags & SB_RDONLY != 0 {
         return Ok(());
     }
 
@@ -525,11 +634,12 @@ fn sync_filesystem(s: &UmountGuard<'_>) -> Result<(), SyncError> {
     // sync_blockdev(). This also speeds up the wait == 1 case since in that case
     // write_inode() methods call sync_dirty_buffer() and thus effectively write one block at
     // a time.
+    stage(uapi::WAIT_WRITEBACK);
     // SAFETY: See above.
-    unsafe { bindings::writeback_inodes_sb(sb, bindings::wb_reason_WB_REASON_SYNC) };
+    unsafe { bindings::writeback_inodes_sb(raw, bindings::wb_reason_WB_REASON_SYNC) };
     if let Some(f) = sync_fs {
         // SAFETY: See above.
-        let ret = unsafe { f(sb, 0) };
+        let ret = unsafe { f(raw, 0) };
         if ret != 0 {
             return Err(SyncError::Before(Error::from_errno(ret)));
         }
@@ -541,20 +651,21 @@ fn sync_filesystem(s: &UmountGuard<'_>) -> Result<(), SyncError> {
     }
 
     // SAFETY: See above.
-    unsafe { bindings::sync_inodes_sb(sb) };
-    if fault::should_fail(fault::Point::SyncFs, 0) {
+    unsafe { bindings::sync_inodes_sb(raw) };
+    stage(uapi::WAIT_JOURNAL);
+    if faults && fault::should_fail(fault::Point::SyncFs, 0) {
         return Err(SyncError::Before(ETIMEDOUT));
     }
     if let Some(f) = sync_fs {
         // SAFETY: See above.
-        let ret = unsafe { f(sb, 1) };
+        let ret = unsafe { f(raw, 1) };
         if ret != 0 {
             return Err(SyncError::Before(Error::from_errno(ret)));
         }
     }
     // SAFETY: See above.
     let mut ret = unsafe { bindings::sync_blockdev(bdev) };
-    if ret == 0 && fault::should_fail(fault::Point::SyncBdev, 0) {
+    if ret == 0 && faults && fault::should_fail(fault::Point::SyncBdev, 0) {
         ret = -(bindings::EIO as i32);
     }
     if ret != 0 {
@@ -564,15 +675,22 @@ fn sync_filesystem(s: &UmountGuard<'_>) -> Result<(), SyncError> {
 }
 
 /// One attempt: a mirror of `freeze_super()` (fs/super.c), step by step, with timed waits up
-/// to the sync, which is the commit point.
+/// to the sync under the levels, which is the commit point.
 fn freeze_attempt(
     sb: &SuperBlock,
     p: &FreezeParams,
     deadline: &Deadline,
 ) -> Result<(), AttemptError> {
     let (who, owner) = p.holder.who();
+    let umount = |e| AttemptError::gave_up(e, uapi::WAIT_UMOUNT, 0);
 
-    let Some(mut s) = sb.lock_excl() else {
+    // [timed-freeze] A sync of ours from an earlier attempt, still waiting for the storage,
+    // holds s_umount: wait for it first, and say so if it does not finish.
+    if !p.timeout.is_zero() {
+        presync::wait_in_flight(sb, deadline)?;
+    }
+
+    let Some(mut s) = sb.lock_excl(deadline).map_err(umount)? else {
         warn_on_once!(true); // "Dying superblock while freezing!"
         return Err(EINVAL.into());
     };
@@ -597,6 +715,10 @@ fn freeze_attempt(
 
         if s.frozen() != SB_UNFROZEN {
             let (guard, ret) = s.wait_for_partially_frozen(deadline);
+            let Some(guard) = guard else {
+                sb.put_active_ref();
+                return Err(umount(ret.err().unwrap_or(ETIMEDOUT)));
+            };
             s = guard;
             if let Err(e) = ret {
                 s.deactivate();
@@ -623,17 +745,40 @@ fn freeze_attempt(
     // Release s_umount to preserve sb_start_write -> s_umount ordering
     let sb = s.unlock();
     let w = level_down_write(sb, SB_FREEZE_WRITE, deadline, p.gp);
-    let mut s = sb.lock_excl_active();
-    match w {
-        Ok(g) => levels.hold(SB_FREEZE_WRITE, g),
-        Err(e) => return Err(undo(s, levels, e)),
-    }
+    let mut s = match (w, sb.lock_excl_active(deadline)) {
+        (Ok(g), Ok(s)) => {
+            levels.hold(SB_FREEZE_WRITE, g);
+            s
+        }
+        (Err(e), Ok(s)) => return Err(undo(s, levels, e)),
+        (Ok(g), Err(e)) => {
+            levels.hold(SB_FREEZE_WRITE, g);
+            return Err(undo_unlocked(sb, levels, umount(e)));
+        }
+        (Err(e), Err(_)) => return Err(undo_unlocked(sb, levels, e)),
+    };
 
     // Now we go and block page faults...
-    s.set_frozen(SB_FREEZE_PAGEFAULT);
+    // [timed-freeze] `frozen` stays SB_FREEZE_WRITE until the commit point: the bounded
+    // sync below must not look like a freeze to the filesystem's ->sync_fs().
     match level_down_write(sb, SB_FREEZE_PAGEFAULT, deadline, p.gp) {
         Ok(g) => levels.hold(SB_FREEZE_PAGEFAULT, g),
         Err(e) => return Err(undo(s, levels, e)),
+    }
+
+    // [timed-freeze] The writeback and journal waits of the sync, with the deadline: a thread
+    // of ours syncs, with its own s_umount (read) and active reference, and we wait for it.
+    // With a timeout of 0 this is left to the sync at the commit point.
+    if !p.timeout.is_zero() {
+        let sb = s.unlock();
+        let ret = presync::presync(sb, deadline);
+        let relock = sb.lock_excl_active(deadline);
+        s = match (ret, relock) {
+            (Ok(()), Ok(s)) => s,
+            (Err(e), Ok(s)) => return Err(undo(s, levels, e.into())),
+            (Ok(()), Err(e)) => return Err(undo_unlocked(sb, levels, umount(e))),
+            (Err(e), Err(_)) => return Err(undo_unlocked(sb, levels, e.into())),
+        };
     }
 
     // [timed-freeze] Nothing may fail after the sync below (see the module docs), so the
@@ -644,8 +789,11 @@ fn freeze_attempt(
         Err(e) => return Err(undo(s, levels, e)),
     }
 
+    // --- The commit point. ---
+    s.set_frozen(SB_FREEZE_PAGEFAULT);
+
     // All writers are done so after syncing there won't be dirty data
-    let sync_err = match sync_filesystem(&s) {
+    let sync_err = match sync_steps(sb, &|_| {}, true) {
         Ok(()) => None,
         Err(SyncError::Before(e)) => return Err(undo(s, levels, e.into())),
         Err(SyncError::After(e)) => Some(e),
@@ -689,6 +837,15 @@ fn freeze_attempt(
     Ok(())
 }
 
+impl From<presync::PreSyncError> for AttemptError {
+    fn from(e: presync::PreSyncError) -> Self {
+        match e {
+            presync::PreSyncError::GaveUp(err, stage) => AttemptError::gave_up(err, stage, 0),
+            presync::PreSyncError::Failed(err) => err.into(),
+        }
+    }
+}
+
 /// The error path of `freeze_super()`, for every level: `frozen = SB_UNFROZEN`,
 /// `sb_freeze_unlock()` of the levels held, `wake_up_var()`, `deactivate_locked_super()`.
 fn undo(mut s: UmountGuard<'_>, levels: HeldLevels<'_>, e: AttemptError) -> AttemptError {
@@ -696,6 +853,26 @@ fn undo(mut s: UmountGuard<'_>, levels: HeldLevels<'_>, e: AttemptError) -> Atte
     levels.unlock();
     s.wake_frozen();
     s.deactivate();
+    e
+}
+
+/// The same undo when `s_umount` could not be had in time (a thread of ours still syncing
+/// holds it for read, or a stuck `syncfs()`): `frozen = SB_UNFROZEN` without it, the levels
+/// released, waiters woken, the active reference dropped without waiting for `s_umount`.
+///
+/// `frozen` is protected by `s_umount`, but while this attempt holds the partial freeze it
+/// set, no other task writes `frozen`: every writer of it holds `s_umount` for write and
+/// leaves a partial freeze to its owner (`freeze_super()` waits for it, `thaw_super()`
+/// and `reconfigure_super()` refuse it). So the one store that ends the partial freeze needs
+/// no lock, only to be a single store (`WRITE_ONCE()`), as its readers without the lock
+/// (`wait_for_partially_frozen()`, xfs's `->sync_fs()`) read it once.
+fn undo_unlocked(sb: &SuperBlock, levels: HeldLevels<'_>, e: AttemptError) -> AttemptError {
+    // SAFETY: A live superblock (our active reference); a single volatile store, see above.
+    unsafe { addr_of_mut!((*sb.as_raw()).s_writers.frozen).write_volatile(SB_UNFROZEN) };
+    levels.unlock();
+    // SAFETY: The address is only used as a key.
+    unsafe { bindings::wake_up_var(addr_of_mut!((*sb.as_raw()).s_writers.frozen).cast()) };
+    sb.put_active_ref();
     e
 }
 
@@ -717,6 +894,9 @@ pub(crate) fn timed_freeze_super(
             Err(e) if e.wait != uapi::WAIT_NONE => {
                 report.undone += 1;
                 report.gave_up = e.wait;
+                if let Some(n) = report.gave_up_by_wait.get_mut(e.wait as usize - 1) {
+                    *n += 1;
+                }
                 report.timed_out_level = if e.wait <= SB_FREEZE_FS.into() {
                     e.wait
                 } else {

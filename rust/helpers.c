@@ -14,6 +14,7 @@
 #include <linux/fault-inject.h>
 #include <linux/fs.h>
 #include <linux/kthread.h>
+#include <linux/module.h>
 #include <linux/lockdep.h>
 #include <linux/percpu-rwsem.h>
 #include <linux/rcuwait.h>
@@ -164,7 +165,7 @@ long tf_wait_frozen_change(struct super_block *sb, unsigned short old,
 
 /*
  * wait_var_event(&sb->s_flags, super_flags(sb, SB_BORN | SB_DYING)): the
- * wait of super_lock() (fs/super.c).
+ * wait of super_lock() (fs/super.c), killable and with a timeout below.
  */
 static bool tf_sb_born_or_dying(struct super_block *sb)
 {
@@ -172,9 +173,17 @@ static bool tf_sb_born_or_dying(struct super_block *sb)
 	return smp_load_acquire(&sb->s_flags) & (SB_BORN | SB_DYING);
 }
 
-void tf_wait_sb_born_or_dying(struct super_block *sb)
+/*
+ * The same, killable and with a timeout in jiffies: > 0 when born or
+ * dying, 0 on timeout, -ERESTARTSYS on a fatal signal.
+ */
+long tf_wait_sb_born_or_dying(struct super_block *sb, long timeout)
 {
-	wait_var_event(&sb->s_flags, tf_sb_born_or_dying(sb));
+	might_sleep();
+	return ___wait_var_event(&sb->s_flags,
+				 ___wait_cond_timeout(tf_sb_born_or_dying(sb)),
+				 TASK_KILLABLE, 0, timeout,
+				 __ret = schedule_timeout(__ret));
 }
 
 /* Mirror of percpu_rwsem_wake_function() for a writer (kernel/locking/percpu-rwsem.c). */
@@ -301,4 +310,71 @@ bool tf_should_fail(unsigned int point, unsigned int level)
 	    READ_ONCE(tf_fail_level) && READ_ONCE(tf_fail_level) != level)
 		return false;
 	return should_fail(tf_fault_attrs[point], 1);
+}
+
+/*
+ * A kernel thread that runs module code and may outlive the call that
+ * started it (a sync stuck on storage that stopped taking writes): it
+ * holds a reference on the module, so that rmmod says EBUSY instead of
+ * freeing code that still runs, and drops it with
+ * module_put_and_kthread_exit(), which never returns into the module.
+ * kthread_run() is a macro, hence C.
+ */
+struct tf_thread {
+	int (*fn)(void *data);
+	void *data;
+};
+
+static int tf_thread_main(void *arg)
+{
+	struct tf_thread t = *(struct tf_thread *)arg;
+
+	kfree(arg);
+	t.fn(t.data);
+	module_put_and_kthread_exit(0);
+}
+
+/*
+ * Runs @fn(@data) in a new kernel thread named @name; 0, or a negative
+ * errno when the thread could not be started (then @fn does not run).
+ */
+int tf_spawn(int (*fn)(void *data), void *data, const char *name)
+{
+	struct tf_thread *t = kmalloc(sizeof(*t), GFP_KERNEL);
+	struct task_struct *task;
+
+	if (!t)
+		return -ENOMEM;
+	if (!try_module_get(THIS_MODULE)) {
+		kfree(t);
+		return -ENODEV;
+	}
+	t->fn = fn;
+	t->data = data;
+	task = kthread_run(tf_thread_main, t, "%s", name);
+	if (IS_ERR(task)) {
+		module_put(THIS_MODULE);
+		kfree(t);
+		return PTR_ERR(task);
+	}
+	return 0;
+}
+
+/*
+ * wait_var_event_killable_timeout(flag, READ_ONCE(*flag)): waits for
+ * another task to set *@flag and wake_up_var(flag).  > 0 when it was set,
+ * 0 on timeout, -ERESTARTSYS on a fatal signal.
+ */
+long tf_wait_flag(int *flag, long timeout)
+{
+	might_sleep();
+	return ___wait_var_event(flag, ___wait_cond_timeout(READ_ONCE(*flag)),
+				 TASK_KILLABLE, 0, timeout,
+				 __ret = schedule_timeout(__ret));
+}
+
+/* store_release_wake_up(flag, 1): the other side of tf_wait_flag(). */
+void tf_set_flag(int *flag)
+{
+	store_release_wake_up(flag, 1);
 }

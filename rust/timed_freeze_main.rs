@@ -14,6 +14,7 @@
 //!
 //! - [`percpu_rwsem`]: the timed write lock on the kernel's percpu rw-semaphores;
 //! - [`freeze`]: the mirror of `freeze_super()` built on it;
+//! - [`presync`]: the sync before the commit point, in a thread of ours, with a deadline;
 //! - [`fault`]: test-only fault points;
 //! - this file: the device, its ioctls, OWNED freezes and the debugfs files.
 
@@ -51,6 +52,7 @@ mod fault;
 mod ffi;
 mod freeze;
 mod percpu_rwsem;
+mod presync;
 mod uapi;
 
 use freeze::{FreezeParams, FreezeReport, Holder, SuperBlock};
@@ -81,7 +83,20 @@ struct Stats {
     last_gave_up: Atomic<u64>,
     last_writers: Atomic<u64>,
     last_elapsed_ns: Atomic<u64>,
+    /// Attempts that gave up, by the wait that gave up (`TIMED_FREEZE_WAIT_*`).
+    gave_up: [Atomic<u64>; WAITS.len()],
 }
+
+/// The names of `TIMED_FREEZE_WAIT_*` 1.., for the counters.
+const WAITS: [&str; 7] = [
+    "level_write",
+    "level_pagefault",
+    "level_fs",
+    "umount",
+    "partial",
+    "writeback",
+    "journal",
+];
 
 static STATS: Stats = Stats {
     freezes: Atomic::new(0),
@@ -95,11 +110,15 @@ static STATS: Stats = Stats {
     last_gave_up: Atomic::new(0),
     last_writers: Atomic::new(0),
     last_elapsed_ns: Atomic::new(0),
+    gave_up: [const { Atomic::new(0) }; WAITS.len()],
 };
 
 impl Stats {
     fn record(&self, ret: &Result, r: &FreezeReport) {
         self.undone.add(u64::from(r.undone), Relaxed);
+        for (i, n) in r.gave_up_by_wait.iter().enumerate() {
+            self.gave_up[i].add(u64::from(*n), Relaxed);
+        }
         match ret {
             Ok(()) => {
                 self.freezes.add(1, Relaxed);
@@ -138,7 +157,11 @@ impl fmt::Debug for StatsView {
         writeln!(f, "last_failure_level: {}", get(&s.last_level))?;
         writeln!(f, "last_failure_gave_up: {}", get(&s.last_gave_up))?;
         writeln!(f, "last_failure_writers: {}", get(&s.last_writers))?;
-        write!(f, "last_failure_elapsed_ns: {}", get(&s.last_elapsed_ns))
+        writeln!(f, "last_failure_elapsed_ns: {}", get(&s.last_elapsed_ns))?;
+        for (name, n) in WAITS.iter().zip(s.gave_up.iter()) {
+            writeln!(f, "gave_up_{}: {}", name, get(n))?;
+        }
+        Ok(())
     }
 }
 
@@ -321,6 +344,8 @@ impl kernel::InPlaceModule for TimedFreezeModule {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         // SAFETY: Called once, before anything can use the registry.
         unsafe { OWNED.init() };
+        // SAFETY: Called once, before any freeze.
+        unsafe { presync::init() };
         let dir = debugfs::Dir::new(c"timed_freeze");
         fault::init();
         pr_info!("loaded, /dev/timed-freeze ready\n");

@@ -40,7 +40,10 @@ const MAGIC: u32 = c::TIMED_FREEZE_IOC_MAGIC;
 
 // `TIMED_FREEZE_WAIT_*`: the wait a deadline or a fatal signal ended (`gave_up`).
 pub(crate) const WAIT_NONE: u32 = c::TIMED_FREEZE_WAIT_NONE;
+pub(crate) const WAIT_UMOUNT: u32 = c::TIMED_FREEZE_WAIT_UMOUNT;
 pub(crate) const WAIT_PARTIAL: u32 = c::TIMED_FREEZE_WAIT_PARTIAL;
+pub(crate) const WAIT_WRITEBACK: u32 = c::TIMED_FREEZE_WAIT_WRITEBACK;
+pub(crate) const WAIT_JOURNAL: u32 = c::TIMED_FREEZE_WAIT_JOURNAL;
 const _: () = assert!(c::TIMED_FREEZE_WAIT_LEVEL_WRITE == bindings::SB_FREEZE_WRITE);
 const _: () = assert!(c::TIMED_FREEZE_WAIT_LEVEL_PAGEFAULT == bindings::SB_FREEZE_PAGEFAULT);
 const _: () = assert!(c::TIMED_FREEZE_WAIT_LEVEL_FS == bindings::SB_FREEZE_FS);

@@ -48,14 +48,14 @@
  * dirty data before the levels are committed; JOURNAL: the filesystem's
  * own ->sync_fs() (journal or log commit) in that sync.
  */
-#define TIMED_FREEZE_WAIT_NONE		0
-#define TIMED_FREEZE_WAIT_LEVEL_WRITE	1
-#define TIMED_FREEZE_WAIT_LEVEL_PAGEFAULT 2
-#define TIMED_FREEZE_WAIT_LEVEL_FS	3
-#define TIMED_FREEZE_WAIT_UMOUNT	4
-#define TIMED_FREEZE_WAIT_PARTIAL	5
-#define TIMED_FREEZE_WAIT_WRITEBACK	6
-#define TIMED_FREEZE_WAIT_JOURNAL	7
+#define TIMED_FREEZE_WAIT_NONE		0U
+#define TIMED_FREEZE_WAIT_LEVEL_WRITE	1U
+#define TIMED_FREEZE_WAIT_LEVEL_PAGEFAULT 2U
+#define TIMED_FREEZE_WAIT_LEVEL_FS	3U
+#define TIMED_FREEZE_WAIT_UMOUNT	4U
+#define TIMED_FREEZE_WAIT_PARTIAL	5U
+#define TIMED_FREEZE_WAIT_WRITEBACK	6U
+#define TIMED_FREEZE_WAIT_JOURNAL	7U
 
 /**
  * struct timed_freeze_args - argument of TIMED_FREEZE_IOC_FREEZE
