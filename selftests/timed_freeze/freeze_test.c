@@ -778,7 +778,7 @@ TEST_F(fs, admin_sees_a_freeze_held_by_an_inherited_file)
 		_exit(write(pp[1], &child, sizeof(child)) == sizeof(child) ? 0 : 2);
 	}
 	EXPECT_EQ(0, tf_wait_child(maker, 5000));
-	ASSERT_EQ(sizeof(heir), read(pp[0], &heir, sizeof(heir)));
+	ASSERT_EQ((ssize_t)sizeof(heir), read(pp[0], &heir, sizeof(heir)));
 
 	ASSERT_EQ(0, tf_list(self->dev, e, 8, &total));
 	i = find_owned(e, total < 8 ? total : 8, self->fs.mfd);

@@ -18,14 +18,11 @@
  */
 #define FUSE_USE_VERSION 31
 #include <fuse.h>
-#include <arpa/inet.h>
-#include <endian.h>
-#include <linux/nbd.h>
 #include <stdarg.h>
-#include <sys/socket.h>
 #include <sys/sysmacros.h>
 
 #include "kselftest_harness.h"
+#include "nbd.h"
 #include "tf_util.h"
 #include "vector.h"
 
@@ -111,12 +108,7 @@ FIXTURE(vec) {
 	pthread_t a;
 	int a_started;
 	unsigned int fuse_conn;	/* /sys/fs/fuse/connections/N */
-	/* NBD: the device, our end of the socket, the NBD_DO_IT thread */
-	int nbd_fd;
-	int sock[2];
-	pthread_t doit;
-	int doit_started;
-	int arm[2];		/* test -> server: the next READ is the vector's */
+	struct nbd_srv nbd;	/* fsB on NBD: its server */
 };
 
 FIXTURE_VARIANT(vec) {
@@ -142,70 +134,15 @@ FIXTURE_VARIANT_ADD(vec, xfs_nbd) {
 	.nbd = 1,
 };
 
-/* --- NBD: fsB is ext4 on /dev/nbd0, served by a forked server --- */
+/* --- NBD: fsB is ext4 on /dev/nbd0, served by nbd.h's server --- */
 
 #define NBD_DEV		"/dev/nbd0"
-#define NBD_BLKSIZE	4096
 #define NBD_IMG_SIZE	(16 << 20)
 
-static int io_full(int fd, void *buf, size_t len, int wr)
+/* The server's READ hook, once armed: the daemon's part of the vector. */
+static int nbd_vector_step(void *arg)
 {
-	char *p = buf;
-
-	while (len) {
-		ssize_t n = wr ? write(fd, p, len) : read(fd, p, len);
-
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= n;
-	}
-	return 0;
-}
-
-/*
- * The server: the image in memory, requests answered in order.  The first
- * READ after the test armed it is the daemon's part of the vector.
- */
-static void nbd_server_main(int sock, const char *img, struct daemon_ctl *ctl, int arm)
-{
-	char *disk = calloc(1, NBD_IMG_SIZE);
-	int fd = open(img, O_RDONLY), armed = 0;
-	struct nbd_request rq;
-	struct nbd_reply rp = { .magic = htonl(NBD_REPLY_MAGIC) };
-
-	if (!disk || fd < 0 || read(fd, disk, NBD_IMG_SIZE) <= 0)
-		_exit(2);
-	close(fd);
-	while (!io_full(sock, &rq, sizeof(rq), 0)) {
-		unsigned long long from = be64toh(rq.from);
-		unsigned int len = ntohl(rq.len), type = ntohl(rq.type) & 0xffff;
-		char c;
-
-		if (ntohl(rq.magic) != NBD_REQUEST_MAGIC || from + len > NBD_IMG_SIZE)
-			_exit(3);
-		memcpy(rp.handle, rq.handle, sizeof(rp.handle));
-		rp.error = 0;
-		if (type == NBD_CMD_DISC)
-			break;
-		if (type == NBD_CMD_WRITE && io_full(sock, disk + from, len, 0))
-			_exit(4);
-		if (type == NBD_CMD_READ && !armed && read(arm, &c, 1) == 1) {
-			armed = 1;
-			if (vector_daemon_step(ctl))
-				rp.error = htonl(EIO);
-		}
-		if (io_full(sock, &rp, sizeof(rp), 1) ||
-		    (type == NBD_CMD_READ && io_full(sock, disk + from, len, 1)))
-			break;
-	}
-	_exit(0);
-}
-
-static void *nbd_doit(void *arg)
-{
-	ioctl(*(int *)arg, NBD_DO_IT);
-	return NULL;
+	return vector_daemon_step(arg);
 }
 
 /* The image (with the pattern file), the server, /dev/nbd0 mounted. */
@@ -230,48 +167,22 @@ static int nbd_setup(struct _test_data_vec *self)
 	if (tf_run("truncate -s %d %s && mkfs.ext4 -q -F -b %d -d %s %s >/dev/null 2>&1",
 		   NBD_IMG_SIZE, img, NBD_BLKSIZE, src, img))
 		return -1;
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, self->sock) || pipe2(self->arm, O_NONBLOCK))
-		return -1;
 
-	self->daemon = fork();
-	if (self->daemon < 0)
-		return -1;
-	if (self->daemon == 0) {
-		for (fd = 3; fd < 1024; fd++)
-			if (fd != self->sock[1] && fd != self->arm[0] && fd != self->ctl.evt[1] &&
-			    fd != self->ctl.go[0] && fd != self->ctl.ans[0])
-				close(fd);
-		nbd_server_main(self->sock[1], img, &self->ctl, self->arm[0]);
+	{
+		const int keep[] = { self->ctl.evt[1], self->ctl.go[0], self->ctl.ans[0], -1 };
+
+		self->nbd.dev = NBD_DEV;
+		self->nbd.on_read = nbd_vector_step;
+		self->nbd.on_read_arg = &self->ctl;
+		if (nbd_start(&self->nbd, NBD_IMG_SIZE, img, keep))
+			return -1;
 	}
-	close(self->sock[1]);
-
-	self->nbd_fd = open(NBD_DEV, O_RDWR | O_CLOEXEC);
-	if (self->nbd_fd < 0 || ioctl(self->nbd_fd, NBD_SET_BLKSIZE, NBD_BLKSIZE) ||
-	    ioctl(self->nbd_fd, NBD_SET_SIZE_BLOCKS, NBD_IMG_SIZE / NBD_BLKSIZE) ||
-	    ioctl(self->nbd_fd, NBD_SET_SOCK, self->sock[0]))
-		return -1;
-	if (pthread_create(&self->doit, NULL, nbd_doit, &self->nbd_fd))
-		return -1;
-	self->doit_started = 1;
 	for (int i = 0; i < 500 && ret; i++) {
 		ret = mount(NBD_DEV, self->v.src_mnt, "ext4", MS_RDONLY, "noload");
 		if (ret)
 			usleep(10000);
 	}
 	return ret;
-}
-
-static void nbd_teardown(struct _test_data_vec *self)
-{
-	if (self->nbd_fd <= 0)
-		return;
-	umount2(self->v.src_mnt, MNT_DETACH);
-	ioctl(self->nbd_fd, NBD_DISCONNECT);
-	if (self->doit_started)
-		pthread_join(self->doit, NULL);
-	ioctl(self->nbd_fd, NBD_CLEAR_SOCK);
-	close(self->nbd_fd);
-	close(self->sock[0]);
 }
 
 /* fsA of @type, the daemon and fsB (FUSE, or ext4 on NBD); 0 or -1. */
@@ -327,10 +238,13 @@ static void vector_teardown(struct _test_data_vec *self)
 	send_byte(self->ctl.ans[1]);
 	if (self->a_started)
 		pthread_join(self->a, NULL);
-	nbd_teardown(self);
 	umount2(self->v.src_mnt, MNT_DETACH);
-	kill(self->daemon, SIGKILL);
-	waitpid(self->daemon, NULL, 0);
+	nbd_stop(&self->nbd);
+	/* The FUSE daemon (the NBD server is nbd_stop()'s); 0 would be our group. */
+	if (self->daemon > 0) {
+		kill(self->daemon, SIGKILL);
+		waitpid(self->daemon, NULL, 0);
+	}
 	close(self->v.dev);
 	tf_fs_teardown(&self->fs);
 }
@@ -369,7 +283,7 @@ static int start_thread_a(struct _test_data_vec *self)
 
 	/* NBD: read the inode now; the next READ is then A's data. */
 	snprintf(path, sizeof(path), "%s/data", self->v.src_mnt);
-	if (stat(path, &st) || (self->nbd_fd > 0 && send_byte(self->arm[1])))
+	if (stat(path, &st) || (self->nbd.pid > 0 && nbd_cmd(&self->nbd, 'v')))
 		return -1;
 	if (pthread_create(&self->a, NULL, thread_a, &self->v))
 		return -1;
@@ -571,7 +485,7 @@ static int demo_start(struct _test_data_vec *self, const char *type)
 
 static int demo_stock(void)
 {
-	struct _test_data_vec self = {};
+	FIXTURE_DATA(vec) self = {};
 	unsigned long long t0;
 	pid_t freezer;
 	int ret = 1;
@@ -612,7 +526,7 @@ out:
 
 static int demo_timed(void)
 {
-	struct _test_data_vec self = {};
+	FIXTURE_DATA(vec) self = {};
 	unsigned long long t0;
 	pthread_t fr;
 	pid_t probe;
