@@ -10,7 +10,7 @@
 //!
 //! The selftests arm them to reach paths that only an unlikely timing reaches otherwise.
 
-use crate::ffi;
+use crate::helpers;
 
 /// A fault point; the discriminant indexes `tf_fault_attrs[]` in `rust/helpers.c`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,11 +31,11 @@ pub(crate) enum Point {
 /// Creates the `fail_*` directories; call once the `timed_freeze` debugfs directory exists.
 pub(crate) fn init() {
     // SAFETY: Looks up our debugfs directory and creates files in it; no preconditions.
-    unsafe { ffi::tf_fault_init() }
+    unsafe { helpers::tf_fault_init() }
 }
 
 /// Whether `point` fails now (for `Point::LevelWait`, at level `level`).
 pub(crate) fn should_fail(point: Point, level: u16) -> bool {
     // SAFETY: Reads and updates the fault attribute's counters only.
-    unsafe { ffi::tf_should_fail(point as u32, u32::from(level)) }
+    unsafe { helpers::tf_should_fail(point as u32, u32::from(level)) }
 }

@@ -3,29 +3,47 @@
 //! `freeze_super()` with a deadline, retries and a complete undo.
 //!
 //! [`timed_freeze_super`] runs attempts of [`freeze_attempt`], a step-by-step mirror of
-//! `freeze_super()` (fs/super.c, Linux 7.3). The design, and every difference from the
-//! original, is in `Documentation/timed-freeze.rst`; in short:
+//! `freeze_super()` (fs/super.c, Linux 7.3) and of the static functions it calls. The design
+//! (the attempt's steps, the commit point, the sync before it, the undo) is in
+//! `Documentation/timed-freeze.rst`; `rust/mirrors.txt` fingerprints the originals. The
+//! differences from them (marked `[timed-freeze]` inside [`freeze_attempt`]; the mirrored
+//! helpers that differ say how in their own docs):
 //!
-//! - every wait before the sync under the levels has the attempt's deadline and ends on a
-//!   fatal signal: `s_umount` (polled with `down_write_trylock()`), the wait for another
-//!   freezer (`wait_for_partially_frozen()`), the three waits for writers (`sb_wait_write()`),
-//!   and the writeback and journal waits of a sync made first by a thread of ours
-//!   ([`crate::presync`]). When one ends early, the attempt undoes itself completely, in the
-//!   order of `freeze_super()`'s own error paths, without `s_umount` when that cannot be had
-//!   in time ([`undo_unlocked`]);
-//! - `frozen` stays `SB_FREEZE_WRITE` until the commit point: the sync before it must not look
-//!   like a freeze to the filesystem;
-//! - the sync is the attempt's commit point. `->sync_fs()` may act on the freeze it sees
-//!   coming (xfs stops its background GC when `frozen` is `SB_FREEZE_PAGEFAULT`, and only
-//!   `->freeze_fs()`'s error path or a thaw restarts it), so nothing of ours may fail after
-//!   it: the level-3 drain is checked with the deadline *before* the sync, and after it the
-//!   level-3 wait is the kernel's own. A sync error after `->sync_fs()` ran completes the
-//!   freeze and thaws it again, so that the filesystem's `->unfreeze_fs()` undoes what its
-//!   `->sync_fs()` did.
+//! - the attempts, their deadline, the back-off between them and the report are new;
+//! - `super_lock_excl()` and `__super_lock_excl()` take `s_umount` by polling
+//!   `down_write_trylock()` with a killable sleep, up to the deadline, and wait for
+//!   `SB_BORN` killably with the deadline; `wait_for_partially_frozen()` waits with the
+//!   deadline and retakes `s_umount` so too;
+//! - the three `sb_wait_write()` before the sync are timed and killable
+//!   ([`PercpuRwSem::down_write_timeout`]); the level-3 one is a drain made before the sync
+//!   and released at once, and the level-3 wait after the sync is the kernel's own, untimed;
+//! - between level 2 and the sync, a thread of ours syncs the filesystem
+//!   ([`crate::presync`]) and the attempt waits for it with the deadline; `frozen` is set to
+//!   `SB_FREEZE_PAGEFAULT` only at the sync after it, not before the level-2 wait;
+//! - `sync_filesystem()` is mirrored ([`sync_steps`]) to tell an error before
+//!   `->sync_fs(sb, 1)` succeeded from one after it; after it, the attempt completes the
+//!   freeze and thaws it instead of undoing it;
+//! - when `s_umount` cannot be had in time, the undo runs without it ([`undo_unlocked`]);
+//! - `WARN_ONCE(1, "Dying superblock while freezing!")` warns without its message, and
+//!   the `WARN_ON_ONCE(freeze_inc() == 1)` case returns `EINVAL` where the original returns 1;
+//!   `WARN_ON_ONCE()` is `warn_on_once!` (once per call site) and `WARN_ON()` is
+//!   [`kernel::warn_on!`];
+//! - every attempt first waits, with its deadline, for a sync of ours from an earlier attempt
+//!   that still holds `s_umount` ([`presync::wait_in_flight`]);
+//! - a fatal signal in the wait for a partial freeze gives `EINTR`, where the original's
+//!   `wait_var_event_killable()` gives `-ERESTARTSYS` (the ioctl returns `EINTR` either way
+//!   to a task that is being killed);
+//! - the assertions `lockdep_assert_not_held(&sb->s_umount)` of `super_lock()` and
+//!   `WARN_ON(!rwsem_is_locked(&sb->s_umount))` of `sync_filesystem()` are left out (the
+//!   types hold the lock: [`UmountGuard`]);
+//! - `lockdep_sb_freeze_release()` passes 0 as the call site, not `_THIS_IP_`;
+//! - the fault points ([`crate::fault`]: a level wait, the sync before and after
+//!   `->sync_fs()`) are ours, off unless armed.
 
 use crate::fault;
-use crate::percpu_rwsem::{Deadline, GracePeriod, PercpuRwSem, PercpuWriteGuard};
-use crate::{ffi, presync, uapi};
+use crate::percpu_rwsem::{Deadline, PercpuRwSem, PercpuWriteGuard};
+use crate::rcu_sync::GracePeriod;
+use crate::{helpers, presync, uapi};
 use core::{ffi::c_void, ptr::addr_of_mut};
 use kernel::{
     bindings,
@@ -129,8 +147,8 @@ impl SuperBlock {
     /// `ptr` is a live superblock that stays so for `'a` (e.g. the caller holds an open
     /// file on it).
     pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::super_block) -> &'a Self {
-        // SAFETY: `repr(transparent)`; live for `'a` per the caller.
         // INVARIANT: per the caller.
+        // SAFETY: `repr(transparent)`; live for `'a` per the caller.
         unsafe { &*ptr.cast::<Self>() }
     }
 
@@ -196,7 +214,7 @@ impl SuperBlock {
         loop {
             // SAFETY: A live superblock.
             let r = unsafe {
-                ffi::tf_wait_sb_born_or_dying(self.as_raw(), deadline.remaining_jiffies())
+                helpers::tf_wait_sb_born_or_dying(self.as_raw(), deadline.remaining_jiffies())
             };
             if r > 0 {
                 break;
@@ -224,7 +242,7 @@ impl SuperBlock {
     /// `__super_lock_excl()`: `down_write(&sb->s_umount)`, killable and with a deadline.
     ///
     /// There is no timed `down_write()`: this polls `down_write_trylock()`, with a killable
-    /// sleep between tries that doubles from one jiffy up to [`UMOUNT_POLL_MAX`]. A stream of
+    /// sleep between tries that doubles from one jiffy up to [`UMOUNT_POLL_MAX_MS`]. A stream of
     /// readers that never leaves it free makes it give up at the deadline; so would a
     /// `down_write()`, only later.
     fn lock_excl_active(&self, deadline: &Deadline) -> Result<UmountGuard<'_>> {
@@ -239,14 +257,15 @@ impl SuperBlock {
                 return Ok(UmountGuard { sb: self });
             }
             // SAFETY: Reads the current task's signals only.
-            if unsafe { ffi::tf_fatal_signal_pending() } {
+            if unsafe { helpers::tf_fatal_signal_pending() } {
                 return Err(EINTR);
             }
             let left = deadline.remaining_jiffies();
             if left == 0 {
                 return Err(ETIMEDOUT);
             }
-            // SAFETY: Sleeping is allowed: no lock is held.
+            // SAFETY: Sleeping is allowed: no spinlock is held (the caller may hold freeze
+            // levels, which are sleeping locks).
             unsafe { bindings::schedule_timeout_killable(nap.min(left)) };
             nap = (nap * 2).min(max.max(1));
         }
@@ -275,8 +294,9 @@ impl SuperBlock {
         }
         let data = self.as_raw().cast::<c_void>();
         // SAFETY: `deactivate_main` takes over our active reference on the superblock.
-        let ret =
-            unsafe { ffi::tf_spawn(Some(deactivate_main), data, c"tf-deactivate".as_char_ptr()) };
+        let ret = unsafe {
+            helpers::tf_spawn(Some(deactivate_main), data, c"tf-deactivate".as_char_ptr())
+        };
         if ret != 0 {
             pr_warn!(
                 "no thread to drop the last reference of an unmounted {}: dropping it here\n",
@@ -289,8 +309,11 @@ impl SuperBlock {
 
     /// `super_flags()`: `smp_load_acquire(&sb->s_flags)`.
     fn flags_acquire(&self) -> usize {
-        // SAFETY: `s_flags` of a live superblock is an aligned `unsigned long` that others
-        // access atomically (`smp_store_release()` in super_wake()) or under `s_umount`.
+        // SAFETY: `s_flags` of a live superblock is an aligned `unsigned long`, valid while
+        // `self` is. Its writers are `smp_store_release()` (super_wake()) and plain stores
+        // under `s_umount`, which the caller need not hold: the same unmarked race with this
+        // load that the original `super_flags()` has, on bits (`SB_BORN`, `SB_DYING`) that
+        // are set once and never cleared while the superblock lives.
         let flags = unsafe { Atomic::from_ptr(addr_of_mut!((*self.as_raw()).s_flags)) };
         flags.load(Acquire)
     }
@@ -461,7 +484,7 @@ impl<'a> UmountGuard<'a> {
             let ret = loop {
                 // SAFETY: A live superblock (we hold an active reference).
                 let r = unsafe {
-                    ffi::tf_wait_frozen_change(sb.as_raw(), old, deadline.remaining_jiffies())
+                    helpers::tf_wait_frozen_change(sb.as_raw(), old, deadline.remaining_jiffies())
                 };
                 if r > 0 {
                     break Ok(());
@@ -490,7 +513,7 @@ impl<'a> UmountGuard<'a> {
         for level in (0..SB_FREEZE_LEVELS).rev() {
             // SAFETY: The levels of a live superblock, held by this task.
             unsafe {
-                ffi::tf_percpu_rwsem_lockdep_release(
+                helpers::tf_percpu_rwsem_lockdep_release(
                     addr_of_mut!((*self.raw()).s_writers.rw_sem[level]),
                     0,
                 )

@@ -4,10 +4,22 @@
  *
  * bindgen cannot turn static inline functions and macros into callable
  * functions, and the kernel's rust/helpers/ only cover what in-tree Rust
- * code uses.  Each helper here wraps one such inline function or macro
- * and carries no logic of its own, except tf_percpu_rwsem_wait_block(),
- * which mirrors a static function of kernel/locking/percpu-rwsem.c (see
- * there).  The Rust side declares them in rust/ffi.rs.
+ * code uses.  Most helpers here wrap one such inline function or macro and
+ * carry no logic of their own.  The others exist because what they do has
+ * to be written around a macro or a static function:
+ *
+ *  - tf_percpu_rwsem_wait_block() and tf_percpu_rwsem_wake_writer() mirror
+ *    percpu_rwsem_wait() and percpu_rwsem_wake_function() of
+ *    kernel/locking/percpu-rwsem.c (static), timed;
+ *  - tf_wait_frozen_change(), tf_wait_sb_born_or_dying() and
+ *    tf_wait_flag() are wait_var_event/wait_event macros with a condition
+ *    and a timeout, which Rust cannot express;
+ *  - tf_spawn() starts a kthread that holds a module reference until it
+ *    ends (module_put_and_kthread_exit());
+ *  - tf_fault_init() and tf_should_fail() are the fault points
+ *    (DECLARE_FAULT_ATTR is a macro).
+ *
+ * The Rust side declares them in rust/helpers.rs.
  */
 
 #include <linux/debugfs.h>
@@ -70,13 +82,6 @@ void tf_percpu_up_read(struct percpu_rw_semaphore *sem)
 bool tf_percpu_down_read_trylock(struct percpu_rw_semaphore *sem)
 {
 	return percpu_down_read_trylock(sem);
-}
-
-/* kthread_run(): a macro.  For the KUnit tests' reader and writer threads. */
-struct task_struct *tf_kthread_run(int (*fn)(void *), void *data,
-				   const char *name)
-{
-	return kthread_run(fn, data, "%s", name);
 }
 
 /* prepare_to_rcuwait(): static inline. */

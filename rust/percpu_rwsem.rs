@@ -6,24 +6,29 @@
 //!
 //! [`PercpuRwSem`] wraps the kernel's own `struct percpu_rw_semaphore`, typically one that
 //! somebody else embeds (the freeze levels `sb->s_writers.rw_sem[]` of a superblock), so
-//! that its writer side can be taken with a deadline:
-//! [`PercpuRwSem::down_write_timeout`] takes the same steps as `percpu_down_write()`
-//! (kernel/locking/percpu-rwsem.c), in the same order:
+//! that its writer side can be taken with a deadline: [`PercpuRwSem::down_write_timeout`]
+//! takes the steps of `percpu_down_write()` (kernel/locking/percpu-rwsem.c, Linux 7.3) in
+//! their order, and undoes them when a wait ends early. What it is for and how it is used is
+//! in `Documentation/timed-freeze.rst`; the differences from the original:
 //!
-//! 1. lockdep: acquire the write side;
-//! 2. switch readers to the slow path ([`rcu_sync_enter`], a mirror of the unexported
-//!    `rcu_sync_enter()`);
-//! 3. take `sem->block`, which makes new readers block and excludes other writers;
-//! 4. wait for the readers inside to drain.
-//!
-//! Steps 3 and 4 wait with a deadline and end on a fatal signal. When either ends early,
-//! everything done so far is undone before returning: after step 4 that undo is exactly
-//! `percpu_up_write()` (lockdep release, `block` cleared, blocked readers and writers
-//! woken, `rcu_sync_exit()`); after step 3 it is the lockdep release and [`rcu_sync_exit`].
-//!
-//! [`PercpuRwSem::readers`] is a diagnostic: how many readers are inside right now.
+//! - the wait for `sem->block` ([`PercpuRwSem::down_write_timeout`]'s step 3) mirrors the
+//!   static `percpu_rwsem_wait()` and its wake function (`rust/helpers.c`) with
+//!   `TASK_KILLABLE`, `schedule_timeout()` and an exit that takes the wait entry off the
+//!   queue when nobody handed the lock over; the wait for the readers (step 4) is the
+//!   `rcuwait_wait_event()` with `TASK_KILLABLE` and `schedule_timeout()`;
+//! - when that sleep's jiffies run out before the monotonic deadline, the wait for
+//!   `sem->block` is queued again at the tail: a writer whose jiffies were rounded short
+//!   loses its place among other waiting writers (at most once a jiffy of the deadline);
+//! - the lockless `__percpu_down_write_trylock()` before taking the wait queue's lock is
+//!   dropped: the trylock is always made under it, as `percpu_rwsem_wait()` makes it anyway;
+//! - the contention tracepoints (`trace_contention_begin()`/`_end()`) are not emitted;
+//! - lockdep sees an address in this module (`ip()`) as the call site, not the caller's
+//!   `_RET_IP_`;
+//! - the reader switch is [`RcuSync::enter`], our mirror of `rcu_sync_enter()`, which may use
+//!   an expedited grace period.
 
-use crate::ffi;
+use crate::helpers;
+use crate::rcu_sync::{GracePeriod, RcuSync};
 use core::{marker::PhantomData, mem::ManuallyDrop, ptr::addr_of_mut};
 use kernel::{
     bindings,
@@ -35,15 +40,6 @@ use kernel::{
     time::{Delta, Instant, Monotonic},
     types::Opaque,
 };
-
-/// How the reader switch (`rcu_sync_enter()`) waits for its grace period.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum GracePeriod {
-    /// `synchronize_rcu()`, as `percpu_down_write()` does.
-    Normal,
-    /// `synchronize_rcu_expedited()`: a faster switch for an IPI to every CPU.
-    Expedited,
-}
 
 /// Why a timed write lock was not taken: the deadline passed (`ETIMEDOUT`) or a fatal
 /// signal came (`EINTR`), with the readers that were inside at that moment.
@@ -123,9 +119,9 @@ impl PercpuRwSem {
     /// `ptr` points to an initialised `struct percpu_rw_semaphore` that stays initialised and
     /// in place for `'a`.
     pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::percpu_rw_semaphore) -> &'a Self {
+        // INVARIANT: the caller promises the semaphore is initialised for `'a`.
         // SAFETY: `PercpuRwSem` is `repr(transparent)` over `Opaque<percpu_rw_semaphore>`,
         // itself transparent over the C struct; validity for `'a` is the caller's promise.
-        // INVARIANT: the caller promises the semaphore is initialised for `'a`.
         unsafe { &*ptr.cast::<Self>() }
     }
 
@@ -134,9 +130,11 @@ impl PercpuRwSem {
     }
 
     /// The semaphore's `rcu_sync`.
-    fn rss_raw(&self) -> *mut bindings::rcu_sync {
-        // SAFETY: A field of the initialised semaphore (type invariant); no reference is made.
-        unsafe { addr_of_mut!((*self.as_raw()).rss) }
+    fn rss(&self) -> &RcuSync {
+        // SAFETY: `rss` of an initialised semaphore is an initialised `rcu_sync` that lives as
+        // long as the semaphore, whose owner frees it with `percpu_free_rwsem()`, which waits
+        // for its callbacks (`rcu_sync_dtor()`).
+        unsafe { RcuSync::from_raw(addr_of_mut!((*self.as_raw()).rss)) }
     }
 
     /// How many readers are inside right now (the sum of the per-CPU counters).
@@ -144,22 +142,27 @@ impl PercpuRwSem {
     /// Racy by nature: a diagnostic, not a synchronisation primitive.
     pub(crate) fn readers(&self) -> u32 {
         // SAFETY: The semaphore is initialised (type invariant).
-        unsafe { ffi::tf_percpu_rwsem_readers(self.as_raw()) }
+        unsafe { helpers::tf_percpu_rwsem_readers(self.as_raw()) }
     }
 
     /// Whether readers take the fast path right now (`rcu_sync_is_idle()`).
     pub(crate) fn readers_fast(&self) -> bool {
-        // SAFETY: The semaphore is initialised (type invariant); `gp_state` is read once,
-        // as `READ_ONCE()` in `rcu_sync_is_idle()`.
-        let state = unsafe { addr_of_mut!((*self.as_raw()).rss.gp_state).read_volatile() };
-        state == rcu_sync::GP_IDLE
+        self.rss().is_idle()
     }
 
     /// Takes the write lock, giving up at `deadline` or on a fatal signal.
     ///
+    /// The steps of `percpu_down_write()`, in their order:
+    ///
+    /// 1. lockdep: acquire the write side;
+    /// 2. switch readers to the slow path ([`RcuSync::enter`]);
+    /// 3. take `sem->block`, which makes new readers block and excludes other writers;
+    /// 4. wait for the readers inside to drain.
+    ///
     /// On `ETIMEDOUT` or `EINTR` nothing is held and every step taken has been undone:
     /// readers that blocked behind this writer are woken and proceed, and the reader fast
-    /// path comes back after a grace period, exactly as after `percpu_up_write()`.
+    /// path comes back after a grace period. After step 4 that undo is exactly
+    /// `percpu_up_write()`; after step 3 it is the lockdep release and [`RcuSync::exit`].
     ///
     /// A deadline that has already passed still makes one attempt: it succeeds when no
     /// reader is inside (the reader switch waits for one RCU grace period).
@@ -171,11 +174,10 @@ impl PercpuRwSem {
         let sem = self.as_raw();
         kernel::task::might_sleep();
         // SAFETY: The semaphore is initialised (type invariant).
-        unsafe { ffi::tf_percpu_rwsem_lockdep_acquire(sem, ip()) };
+        unsafe { helpers::tf_percpu_rwsem_lockdep_acquire(sem, ip()) };
 
         // Notify readers to take the slow path.
-        // SAFETY: `rss` of an initialised semaphore is an initialised `rcu_sync`.
-        unsafe { rcu_sync::enter(self.rss_raw(), gp) };
+        self.rss().enter(gp);
 
         // Try set sem->block; this provides writer-writer exclusion. Having sem->block set
         // makes new readers block.
@@ -183,9 +185,9 @@ impl PercpuRwSem {
             let readers = self.readers();
             // Undo what percpu_up_write() would not: we never owned `block`.
             // SAFETY: Acquired above, in this task.
-            unsafe { ffi::tf_percpu_rwsem_lockdep_release(sem, ip()) };
+            unsafe { helpers::tf_percpu_rwsem_lockdep_release(sem, ip()) };
             // SAFETY: Entered above.
-            unsafe { rcu_sync::exit(self.rss_raw()) };
+            unsafe { self.rss().exit() };
             return Err(WaitError { err, readers });
         }
 
@@ -194,6 +196,13 @@ impl PercpuRwSem {
             sem: self,
             _not_send: PhantomData,
         };
+
+        // smp_mb() implied by __percpu_down_write_trylock() on success -- D matches A
+        // ([timed-freeze]: the trylock in tf_percpu_rwsem_wait_block(), ours or the waker's,
+        // as in percpu_rwsem_wait()).
+
+        // If they don't see our store of sem->block, then we are guaranteed to see their
+        // sem->read_count increment, and therefore will wait for them.
 
         // Wait for all active readers to complete. On failure, dropping the guard is
         // percpu_up_write(): the complete undo.
@@ -217,7 +226,7 @@ impl PercpuRwSem {
         loop {
             let left = deadline.remaining_jiffies();
             // SAFETY: The semaphore is initialised (type invariant).
-            let ret = unsafe { ffi::tf_percpu_rwsem_wait_block(self.as_raw(), left) };
+            let ret = unsafe { helpers::tf_percpu_rwsem_wait_block(self.as_raw(), left) };
             match ret {
                 0 => return Ok(()),
                 // The jiffies ran out but the clock may not have: wait the rest.
@@ -230,22 +239,26 @@ impl PercpuRwSem {
     /// Step 4: the `rcuwait_wait_event(&sem->writer, readers_active_check(sem), ...)` of
     /// `percpu_down_write()`, killable and with a deadline.
     fn wait_readers(&self, deadline: &Deadline) -> Result<(), WaitError> {
-        let sem = self.as_raw();
+        // SAFETY: A field of the initialised semaphore; no reference is made.
+        let writer = unsafe { addr_of_mut!((*self.as_raw()).writer) };
         // SAFETY: `writer` of an initialised semaphore is an initialised `rcuwait`; this task
         // is the only writer (it owns `block`), so it may publish itself there.
-        unsafe { ffi::tf_prepare_to_rcuwait(addr_of_mut!((*sem).writer)) };
+        unsafe { helpers::tf_prepare_to_rcuwait(writer) };
         let ret = loop {
+            // ___rcuwait_wait_event(): "Implicit barrier (A) pairs with (B) in
+            // rcuwait_wake_up()": set_current_state() is a full barrier between publishing our
+            // state and reading the readers' count below.
             // SAFETY: Sets the state of the current task only.
-            unsafe { ffi::tf_set_current_state_killable() };
+            unsafe { helpers::tf_set_current_state_killable() };
+            // readers_active_check(): the sum, then "if we observed the decrement; ensure we
+            // see the entire critical section" (C matches B).
             let readers = self.readers();
             if readers == 0 {
-                // If we observed the decrement; ensure we see the entire critical section.
-                // (readers_active_check(): C matches B.)
                 smp_mb(Full);
                 break Ok(());
             }
             // SAFETY: Reads the current task's signals only.
-            if unsafe { ffi::tf_fatal_signal_pending() } {
+            if unsafe { helpers::tf_fatal_signal_pending() } {
                 break Err(WaitError {
                     err: EINTR,
                     readers,
@@ -263,7 +276,7 @@ impl PercpuRwSem {
             unsafe { bindings::schedule_timeout(left) };
         };
         // SAFETY: Pairs with `tf_prepare_to_rcuwait()` above; sets TASK_RUNNING.
-        unsafe { bindings::finish_rcuwait(addr_of_mut!((*sem).writer)) };
+        unsafe { bindings::finish_rcuwait(writer) };
         ret
     }
 }
@@ -329,42 +342,27 @@ impl OwnedPercpuRwSem {
     }
 
     /// Read side, for tests: `percpu_down_read()`.
-    pub(crate) fn down_read(&self) {
+    pub(crate) fn down_read(&self) -> PercpuReadGuard<'_> {
         // SAFETY: Initialised (type invariant).
-        unsafe { ffi::tf_percpu_down_read(self.sem.as_raw()) }
+        unsafe { helpers::tf_percpu_down_read(self.sem.as_raw()) };
+        // INVARIANT: taken above.
+        PercpuReadGuard {
+            sem: &self.sem,
+            _not_send: PhantomData,
+        }
     }
 
-    /// Read side, for tests: `percpu_down_read_trylock()`; true when taken.
-    pub(crate) fn try_down_read(&self) -> bool {
+    /// Read side, for tests: `percpu_down_read_trylock()`.
+    pub(crate) fn try_down_read(&self) -> Option<PercpuReadGuard<'_>> {
         // SAFETY: Initialised (type invariant).
-        unsafe { ffi::tf_percpu_down_read_trylock(self.sem.as_raw()) }
-    }
-
-    /// Read side, for tests: `percpu_up_read()`.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds a read side taken with [`Self::down_read`] in the same task.
-    pub(crate) unsafe fn up_read(&self) {
-        // SAFETY: Initialised (type invariant); the read side is held per the caller.
-        unsafe { ffi::tf_percpu_up_read(self.sem.as_raw()) }
-    }
-
-    /// The ordinary, untimed write side: `percpu_down_write()`; release with
-    /// [`Self::up_write`].
-    pub(crate) fn down_write(&self) {
-        // SAFETY: Initialised (type invariant).
-        unsafe { bindings::percpu_down_write(self.sem.as_raw()) }
-    }
-
-    /// `percpu_up_write()`.
-    ///
-    /// # Safety
-    ///
-    /// The caller holds the write side in the same task.
-    pub(crate) unsafe fn up_write(&self) {
-        // SAFETY: Initialised (type invariant); held per the caller.
-        unsafe { bindings::percpu_up_write(self.sem.as_raw()) }
+        if !unsafe { helpers::tf_percpu_down_read_trylock(self.sem.as_raw()) } {
+            return None;
+        }
+        // INVARIANT: taken above.
+        Some(PercpuReadGuard {
+            sem: &self.sem,
+            _not_send: PhantomData,
+        })
     }
 }
 
@@ -373,6 +371,24 @@ impl core::ops::Deref for OwnedPercpuRwSem {
 
     fn deref(&self) -> &PercpuRwSem {
         &self.sem
+    }
+}
+
+/// The read side of a [`PercpuRwSem`], held; dropping it is `percpu_up_read()`.
+///
+/// # Invariants
+///
+/// This task took the read side of `sem` and has not released it.
+pub(crate) struct PercpuReadGuard<'a> {
+    sem: &'a PercpuRwSem,
+    /// Released by the task that took it (lockdep).
+    _not_send: PhantomData<*mut ()>,
+}
+
+impl Drop for PercpuReadGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant this task holds the read side.
+        unsafe { helpers::tf_percpu_up_read(self.sem.as_raw()) };
     }
 }
 
@@ -401,238 +417,19 @@ impl PinnedDrop for OwnedPercpuRwSem {
     }
 }
 
-/// A mirror of the parts of kernel/rcu/sync.c that are not exported.
-///
-/// `rcu_sync_enter()` and `rcu_sync_exit()` switch the readers of a percpu rw-semaphore
-/// between their fast and slow paths; neither is exported to modules. These are their
-/// step-by-step copies (Linux 7.3), with the same state machine, so that the kernel's own
-/// `rcu_sync_exit()` (inside `percpu_up_write()`) and ours can be mixed on one `rcu_sync`.
-/// One difference: [`enter`] may wait for an expedited grace period ([`GracePeriod`]).
-pub(crate) mod rcu_sync {
-    use super::GracePeriod;
-    use crate::ffi;
-    use core::ptr::addr_of_mut;
-    use kernel::{
-        bindings,
-        sync::atomic::{Acquire, Atomic, Relaxed},
-    };
-
-    /// Callbacks of ours ([`func`]) queued and not yet finished. A callback that finds
-    /// `GP_REPLAY` queues itself again from inside the RCU callback, after any
-    /// `rcu_barrier()` already under way, so one barrier is not enough before our code goes
-    /// away: [`wait_for_callbacks`] waits until this is zero.
-    static IN_FLIGHT: Atomic<i32> = Atomic::new(0);
-
-    // The private `enum { GP_IDLE = 0, GP_ENTER, GP_PASSED, GP_EXIT, GP_REPLAY }` of
-    // kernel/rcu/sync.c.
-    pub(crate) const GP_IDLE: i32 = 0;
-    const GP_ENTER: i32 = 1;
-    const GP_PASSED: i32 = 2;
-    const GP_EXIT: i32 = 3;
-    const GP_REPLAY: i32 = 4;
-
-    /// `READ_ONCE(rsp->gp_state)`.
-    ///
-    /// # Safety
-    ///
-    /// `rsp` is a valid `rcu_sync`.
-    unsafe fn state(rsp: *mut bindings::rcu_sync) -> i32 {
-        // SAFETY: Valid per the caller; a volatile read is `READ_ONCE()`.
-        unsafe { addr_of_mut!((*rsp).gp_state).read_volatile() }
-    }
-
-    /// `WRITE_ONCE(rsp->gp_state, v)`.
-    ///
-    /// # Safety
-    ///
-    /// `rsp` is a valid `rcu_sync` whose `rss_lock` the caller holds.
-    unsafe fn set_state(rsp: *mut bindings::rcu_sync, v: i32) {
-        // SAFETY: Valid per the caller; a volatile write is `WRITE_ONCE()`.
-        unsafe { addr_of_mut!((*rsp).gp_state).write_volatile(v) }
-    }
-
-    /// `rsp->rss_lock`, i.e. `rsp->gp_wait.lock`.
-    ///
-    /// # Safety
-    ///
-    /// `rsp` is a valid `rcu_sync`.
-    unsafe fn lock(rsp: *mut bindings::rcu_sync) -> *mut bindings::spinlock_t {
-        // SAFETY: Valid per the caller.
-        unsafe { addr_of_mut!((*rsp).gp_wait.lock) }
-    }
-
-    /// Mirror of `rcu_sync_func()` (kernel/rcu/sync.c, static): the RCU callback that
-    /// moves the state on once a grace period has passed.
-    ///
-    /// # Safety
-    ///
-    /// `rhp` is the `cb_head` of a valid `rcu_sync`.
-    unsafe fn func(rhp: *mut bindings::callback_head) {
-        // SAFETY: `rhp` is `&rsp->cb_head` per the caller (container_of()).
-        let rsp = unsafe { kernel::container_of!(rhp, bindings::rcu_sync, cb_head) };
-
-        // SAFETY: `rsp` is valid; its lock is taken and released in pairs below.
-        unsafe {
-            let st = state(rsp);
-            kernel::warn_on!(st == GP_IDLE);
-            kernel::warn_on!(st == GP_PASSED);
-
-            let flags = ffi::tf_spin_lock_irqsave(lock(rsp));
-            if (*rsp).gp_count != 0 {
-                // We're at least a GP after the GP_IDLE->GP_ENTER transition.
-                set_state(rsp, GP_PASSED);
-                ffi::tf_wake_up_locked(addr_of_mut!((*rsp).gp_wait));
-            } else if (*rsp).gp_state == GP_REPLAY {
-                // A new rcu_sync_exit() has happened; requeue the callback to catch a later
-                // GP.
-                set_state(rsp, GP_EXIT);
-                call(rsp);
-            } else {
-                // We're at least a GP after the last rcu_sync_exit(); everybody will now
-                // have observed the write side critical section. Let 'em rip!
-                set_state(rsp, GP_IDLE);
-            }
-            ffi::tf_spin_unlock_irqrestore(lock(rsp), flags);
-        }
-    }
-
-    /// The RCU callback [`call`] queues: [`func`], counted in [`IN_FLIGHT`]. (`enter()` calls
-    /// `func()` itself, as `rcu_sync_enter()` calls `rcu_sync_func()`: not counted.)
-    ///
-    /// # Safety
-    ///
-    /// `rhp` is the `cb_head` of a valid `rcu_sync`, queued by [`call`].
-    unsafe extern "C" fn callback(rhp: *mut bindings::callback_head) {
-        // SAFETY: Per the caller.
-        unsafe { func(rhp) };
-        // The last thing this callback does: see `wait_for_callbacks()`.
-        let was = IN_FLIGHT.fetch_sub(1, Relaxed);
-        warn_on_once!(was <= 0);
-    }
-
-    /// Mirror of `rcu_sync_call()` (kernel/rcu/sync.c, static).
-    ///
-    /// # Safety
-    ///
-    /// `rsp` is a valid `rcu_sync` that stays valid until the callback ran (the owner's
-    /// `rcu_sync_dtor()` waits for it with `rcu_barrier()`, and so does module unload).
-    unsafe fn call(rsp: *mut bindings::rcu_sync) {
-        IN_FLIGHT.fetch_add(1, Relaxed);
-        // SAFETY: Per the caller.
-        unsafe { ffi::tf_call_rcu_hurry(addr_of_mut!((*rsp).cb_head), Some(callback)) };
-    }
-
-    /// Mirror of `rcu_sync_enter()` (kernel/rcu/sync.c): force readers onto the slow path.
-    ///
-    /// # Safety
-    ///
-    /// `rsp` is a valid, initialised `rcu_sync`; the caller may sleep.
-    pub(crate) unsafe fn enter(rsp: *mut bindings::rcu_sync, gp: GracePeriod) {
-        // SAFETY: `rsp` is valid per the caller; the lock is taken and released in pairs.
-        unsafe {
-            ffi::tf_spin_lock_irq(lock(rsp));
-            let gp_state = (*rsp).gp_state;
-            if gp_state == GP_IDLE {
-                set_state(rsp, GP_ENTER);
-                kernel::warn_on!((*rsp).gp_count != 0);
-                // Note that we could simply do rcu_sync_call(rsp) here and avoid the
-                // "if (gp_state == GP_IDLE)" block below. (Comment of the original.)
-            }
-            (*rsp).gp_count += 1;
-            ffi::tf_spin_unlock_irq(lock(rsp));
-
-            if gp_state == GP_IDLE {
-                // See the comment above, this simply does the "synchronous" call_rcu(
-                // rcu_sync_func) which does GP_ENTER -> GP_PASSED.
-                match gp {
-                    GracePeriod::Normal => bindings::synchronize_rcu(),
-                    GracePeriod::Expedited => bindings::synchronize_rcu_expedited(),
-                }
-                func(addr_of_mut!((*rsp).cb_head));
-                // Not really needed, wait_event() would see GP_PASSED.
-                return;
-            }
-
-            ffi::tf_wait_state_at_least(
-                addr_of_mut!((*rsp).gp_wait),
-                addr_of_mut!((*rsp).gp_state),
-                GP_PASSED,
-            );
-        }
-    }
-
-    /// Mirror of `rcu_sync_exit()` (kernel/rcu/sync.c): allow readers back onto the fast
-    /// path after a grace period.
-    ///
-    /// # Safety
-    ///
-    /// `rsp` is a valid `rcu_sync` on which this caller did [`enter`], and it stays valid
-    /// until the callback queued here has run (see [`call`]).
-    pub(crate) unsafe fn exit(rsp: *mut bindings::rcu_sync) {
-        // SAFETY: `rsp` is valid per the caller; the lock is taken and released in pairs.
-        unsafe {
-            kernel::warn_on!(state(rsp) == GP_IDLE);
-
-            ffi::tf_spin_lock_irq(lock(rsp));
-            kernel::warn_on!((*rsp).gp_count == 0);
-            (*rsp).gp_count -= 1;
-            if (*rsp).gp_count == 0 {
-                if (*rsp).gp_state == GP_PASSED {
-                    set_state(rsp, GP_EXIT);
-                    call(rsp);
-                } else if (*rsp).gp_state == GP_EXIT {
-                    set_state(rsp, GP_REPLAY);
-                }
-            }
-            ffi::tf_spin_unlock_irq(lock(rsp));
-        }
-    }
-
-    /// Waits until no callback of ours is queued or running, so that the module's code can
-    /// go (the pattern of Documentation/RCU/rcubarrier.rst for callbacks that requeue).
-    ///
-    /// Each `rcu_barrier()` waits for every callback queued before it to finish; a callback
-    /// that requeued itself is counted again before it finishes, so a zero seen after a
-    /// barrier means none is left.
-    pub(crate) fn wait_for_callbacks() {
-        loop {
-            kernel::sync::rcu::rcu_barrier();
-            if IN_FLIGHT.load(Acquire) == 0 {
-                break;
-            }
-        }
-    }
-
-    /// Callbacks of ours queued and not yet finished, for tests.
-    #[cfg(CONFIG_KUNIT)]
-    pub(crate) fn in_flight() -> i32 {
-        IN_FLIGHT.load(Relaxed)
-    }
-
-    /// For tests: the state an [`exit`] leaves when it finds the callback of an earlier exit
-    /// still queued (`GP_REPLAY`, a callback of ours queued), made in one critical section of
-    /// `rss_lock` so that the callback, which takes that lock, cannot see it half made.
-    ///
-    /// # Safety
-    ///
-    /// `rsp` is a valid, idle `rcu_sync` that stays valid until the callbacks ran.
-    #[cfg(CONFIG_KUNIT)]
-    pub(crate) unsafe fn test_queue_replay(rsp: *mut bindings::rcu_sync) {
-        // SAFETY: Valid per the caller; the lock is taken and released in pairs.
-        unsafe {
-            ffi::tf_spin_lock_irq(lock(rsp));
-            set_state(rsp, GP_REPLAY);
-            call(rsp);
-            ffi::tf_spin_unlock_irq(lock(rsp));
-        }
-    }
-}
-
 #[kunit_tests(timed_freeze_percpu_rwsem)]
 mod tests {
     use super::*;
-    use core::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
-    use kernel::{sync::Arc, types::ScopeGuard};
+    use crate::rcu_sync;
+    use kernel::{
+        sync::{
+            atomic::{Acquire, Atomic, Relaxed, Release},
+            Arc,
+        },
+        time::delay::fsleep,
+        types::ScopeGuard,
+        workqueue,
+    };
 
     /// The timeout of the timed write locks below.
     const TIMEOUT_MS: i64 = 200;
@@ -641,44 +438,43 @@ mod tests {
     /// Result not yet known.
     const PENDING: i32 = i32::MIN;
 
-    /// What the test and its kernel threads share.
+    /// What the test and its work items share.
     #[pin_data]
     struct Shared {
         #[pin]
         sem: OwnedPercpuRwSem,
         /// Reader A is inside.
-        a_in: AtomicBool,
+        a_in: Atomic<bool>,
         /// Reader A may leave.
-        a_release: AtomicBool,
+        a_release: Atomic<bool>,
         /// Reader B got in (and left again).
-        b_done: AtomicBool,
+        b_done: Atomic<bool>,
         /// Reader B's wait, in ns.
-        b_waited_ns: AtomicI64,
+        b_waited_ns: Atomic<i64>,
         /// The writer's result: 0, a negative errno, or PENDING.
-        w_result: AtomicI32,
-        w_elapsed_ns: AtomicI64,
-        threads_running: AtomicI32,
+        w_result: Atomic<i32>,
+        w_elapsed_ns: Atomic<i64>,
+        running: Atomic<i32>,
     }
 
     fn shared() -> Result<Arc<Shared>> {
         Arc::pin_init(
             try_pin_init!(Shared {
                 sem <- OwnedPercpuRwSem::new(c"tf_test_sem", kernel::sync::static_lock_class!()),
-                a_in: AtomicBool::new(false),
-                a_release: AtomicBool::new(false),
-                b_done: AtomicBool::new(false),
-                b_waited_ns: AtomicI64::new(0),
-                w_result: AtomicI32::new(PENDING),
-                w_elapsed_ns: AtomicI64::new(0),
-                threads_running: AtomicI32::new(0),
+                a_in: Atomic::new(false),
+                a_release: Atomic::new(false),
+                b_done: Atomic::new(false),
+                b_waited_ns: Atomic::new(0),
+                w_result: Atomic::new(PENDING),
+                w_elapsed_ns: Atomic::new(0),
+                running: Atomic::new(0),
             }? Error),
             GFP_KERNEL,
         )
     }
 
-    fn msleep(ms: u32) {
-        // SAFETY: Tests run in process context and may sleep.
-        unsafe { bindings::msleep(ms) };
+    fn sleep_ms(ms: i64) {
+        fsleep(Delta::from_millis(ms));
     }
 
     /// Polls `cond` every few ms for up to `ms`; true when it held.
@@ -688,38 +484,26 @@ mod tests {
             if deadline.passed() {
                 return false;
             }
-            msleep(5);
+            sleep_ms(5);
         }
         true
     }
 
-    /// Runs `f(shared)` in a new kernel thread that holds its own reference on `shared`.
-    fn spawn(s: &Arc<Shared>, name: &'static CStr, f: fn(&Shared)) -> Result {
-        struct Job {
-            s: Arc<Shared>,
-            f: fn(&Shared),
-        }
-        /// The thread function.
-        ///
-        /// # Safety
-        ///
-        /// `data` is a `KBox<Job>` leaked with `KBox::into_raw()`, whose ownership passes here.
-        unsafe extern "C" fn run(data: *mut c_void) -> c_int {
-            // SAFETY: `data` is the `KBox<Job>` leaked by `spawn()`, handed over to us.
-            let job = unsafe { KBox::from_raw(data.cast::<Job>()) };
-            (job.f)(&job.s);
-            job.s.threads_running.fetch_sub(1, Ordering::SeqCst);
-            0
-        }
-        let job = KBox::new(Job { s: s.clone(), f }, GFP_KERNEL)?;
-        s.threads_running.fetch_add(1, Ordering::SeqCst);
-        let data = KBox::into_raw(job).cast::<c_void>();
-        // SAFETY: `run` takes ownership of `data`; `name` is a static string.
-        let task = unsafe { ffi::tf_kthread_run(Some(run), data, name.as_char_ptr()) };
-        if kernel::error::from_err_ptr(task).is_err() {
-            s.threads_running.fetch_sub(1, Ordering::SeqCst);
-            // SAFETY: The thread was not created, so `data` is still ours.
-            drop(unsafe { KBox::from_raw(data.cast::<Job>()) });
+    /// Runs `f(shared)` on the workqueue for long work items (they block for up to seconds),
+    /// with its own reference on `shared`.
+    ///
+    /// The flags below are stored with `Release` after what they announce and loaded with
+    /// `Acquire` before what they guard is read, as a C test would with
+    /// `smp_store_release()` / `smp_load_acquire()`.
+    fn spawn(s: &Arc<Shared>, f: fn(&Shared)) -> Result {
+        let s2 = s.clone();
+        s.running.add(1, Relaxed);
+        let ret = workqueue::system_long().try_spawn(GFP_KERNEL, move || {
+            f(&s2);
+            s2.running.fetch_sub(1, Release);
+        });
+        if ret.is_err() {
+            s.running.add(-1, Relaxed);
             return Err(ENOMEM);
         }
         Ok(())
@@ -727,13 +511,11 @@ mod tests {
 
     /// Reader A: in, then waits to be told to leave (the FUSE request in the real vector).
     fn reader_a(s: &Shared) {
-        s.sem.down_read();
-        s.a_in.store(true, Ordering::SeqCst);
-        while !s.a_release.load(Ordering::SeqCst) {
-            msleep(5);
+        let _r = s.sem.down_read();
+        s.a_in.store(true, Release);
+        while !s.a_release.load(Relaxed) {
+            sleep_ms(5);
         }
-        // SAFETY: Taken above in this thread.
-        unsafe { s.sem.up_read() };
     }
 
     /// The timed writer.
@@ -743,42 +525,32 @@ mod tests {
             &Deadline::after(Delta::from_millis(TIMEOUT_MS)),
             GracePeriod::Normal,
         );
-        s.w_elapsed_ns
-            .store(start.elapsed().as_nanos(), Ordering::SeqCst);
+        s.w_elapsed_ns.store(start.elapsed().as_nanos(), Relaxed);
         s.w_result
-            .store(r.err().map_or(0, |e| e.err.to_errno()), Ordering::SeqCst);
+            .store(r.err().map_or(0, |e| e.err.to_errno()), Release);
     }
 
     /// Reader B: arrives while the writer is pending (the daemon in the real vector).
     fn reader_b(s: &Shared) {
         let start = Instant::<Monotonic>::now();
-        s.sem.down_read();
-        s.b_waited_ns
-            .store(start.elapsed().as_nanos(), Ordering::SeqCst);
-        // SAFETY: Taken above in this thread.
-        unsafe { s.sem.up_read() };
-        s.b_done.store(true, Ordering::SeqCst);
+        drop(s.sem.down_read());
+        s.b_waited_ns.store(start.elapsed().as_nanos(), Relaxed);
+        s.b_done.store(true, Release);
     }
 
-    /// Releases reader A and waits for every thread, however the test ends.
+    /// Releases reader A and waits for every work item, however the test ends.
     fn cleanup(s: &Arc<Shared>) -> ScopeGuard<Arc<Shared>, impl FnOnce(Arc<Shared>)> {
         ScopeGuard::new_with_data(s.clone(), |s: Arc<Shared>| {
-            s.a_release.store(true, Ordering::SeqCst);
-            while s.threads_running.load(Ordering::SeqCst) != 0 {
-                msleep(5);
+            s.a_release.store(true, Relaxed);
+            while s.running.load(Acquire) != 0 {
+                sleep_ms(5);
             }
         })
     }
 
     /// Whether a new reader would block right now.
     fn readers_blocked(sem: &OwnedPercpuRwSem) -> bool {
-        if sem.try_down_read() {
-            // SAFETY: Taken just above.
-            unsafe { sem.up_read() };
-            false
-        } else {
-            true
-        }
+        sem.try_down_read().is_none()
     }
 
     /// Whether readers get their fast path back once the queued `rcu_sync` callbacks ran.
@@ -787,8 +559,7 @@ mod tests {
     /// GP_REPLAY) makes that callback queue itself once more, so it may take two barriers.
     fn fast_path_returns(sem: &PercpuRwSem) -> bool {
         for _ in 0..2 {
-            // SAFETY: `rcu_barrier()` may sleep; nothing else is required.
-            unsafe { bindings::rcu_barrier() };
+            kernel::sync::rcu::rcu_barrier();
         }
         sem.readers_fast()
     }
@@ -811,11 +582,9 @@ mod tests {
         assert!(start.elapsed().as_millis() < TIMEOUT_MS);
         // Held: readers are switched to the slow path and blocked.
         assert!(!s.sem.readers_fast());
-        assert!(!s.sem.try_down_read());
+        assert!(readers_blocked(&s.sem));
         drop(g);
-        assert!(s.sem.try_down_read());
-        // SAFETY: Taken just above.
-        unsafe { s.sem.up_read() };
+        assert!(!readers_blocked(&s.sem));
         Ok(())
     }
 
@@ -823,8 +592,8 @@ mod tests {
     fn reader_held_times_out() -> Result {
         let s = shared()?;
         let _cleanup = cleanup(&s);
-        spawn(&s, c"tf-reader-a", reader_a)?;
-        assert!(wait_until(5000, || s.a_in.load(Ordering::SeqCst)));
+        spawn(&s, reader_a)?;
+        assert!(wait_until(5000, || s.a_in.load(Acquire)));
         assert_eq!(s.sem.readers(), 1);
 
         let start = Instant::<Monotonic>::now();
@@ -846,9 +615,7 @@ mod tests {
 
         // After the failure a new reader gets in at once (slow path until a grace
         // period has passed, but not blocked) ...
-        assert!(s.sem.try_down_read());
-        // SAFETY: Taken just above.
-        unsafe { s.sem.up_read() };
+        assert!(!readers_blocked(&s.sem));
         // ... and once the rcu_sync callback has run, readers take the fast path again.
         assert!(fast_path_returns(&s.sem));
         Ok(())
@@ -861,29 +628,29 @@ mod tests {
         // release B while A is still inside.
         let s = shared()?;
         let _cleanup = cleanup(&s);
-        spawn(&s, c"tf-reader-a", reader_a)?;
-        assert!(wait_until(5000, || s.a_in.load(Ordering::SeqCst)));
-        spawn(&s, c"tf-writer", writer)?;
+        spawn(&s, reader_a)?;
+        assert!(wait_until(5000, || s.a_in.load(Acquire)));
+        spawn(&s, writer)?;
         // Wait until the writer owns `block` (readers now block).
         assert!(wait_until(5000, || readers_blocked(&s.sem)));
-        spawn(&s, c"tf-reader-b", reader_b)?;
+        spawn(&s, reader_b)?;
 
         assert!(wait_until(TIMEOUT_MS + SLACK_MS + 5000, || {
-            s.w_result.load(Ordering::SeqCst) != PENDING
+            s.w_result.load(Acquire) != PENDING
         }));
-        assert_eq!(s.w_result.load(Ordering::SeqCst), ETIMEDOUT.to_errno());
-        let took = ms(s.w_elapsed_ns.load(Ordering::SeqCst));
+        assert_eq!(s.w_result.load(Relaxed), ETIMEDOUT.to_errno());
+        let took = ms(s.w_elapsed_ns.load(Relaxed));
         assert!(took >= TIMEOUT_MS);
         assert!(took <= TIMEOUT_MS + SLACK_MS);
 
         // B gets through while A is still inside.
-        assert!(wait_until(SLACK_MS, || s.b_done.load(Ordering::SeqCst)));
-        assert!(!s.a_release.load(Ordering::SeqCst));
+        assert!(wait_until(SLACK_MS, || s.b_done.load(Acquire)));
+        assert!(!s.a_release.load(Relaxed));
         assert_eq!(s.sem.readers(), 1);
         pr_info!(
             "R->W->R: writer gave up after {} ms, blocked reader got in after {} ms\n",
             took,
-            ms(s.b_waited_ns.load(Ordering::SeqCst))
+            ms(s.b_waited_ns.load(Relaxed))
         );
         Ok(())
     }
@@ -898,16 +665,12 @@ mod tests {
             )
             .map_err(|e| e.err)?
             .keep_held();
-        assert!(!s.sem.try_down_read());
-        // SAFETY: Held (kept) just above, in this task.
-        unsafe { s.sem.up_write() };
-        assert!(s.sem.try_down_read());
-        // SAFETY: Taken just above.
-        unsafe { s.sem.up_read() };
+        assert!(readers_blocked(&s.sem));
+        // SAFETY: Held (kept) just above, in this task: the kernel's own release.
+        unsafe { bindings::percpu_up_write(s.sem.as_raw()) };
+        assert!(!readers_blocked(&s.sem));
         // And the ordinary write side works as before on the same semaphore.
-        s.sem.down_write();
-        // SAFETY: Taken just above.
-        unsafe { s.sem.up_write() };
+        drop(s.sem.down_write());
         assert!(fast_path_returns(&s.sem));
         Ok(())
     }
@@ -920,9 +683,13 @@ mod tests {
         // Start from none of ours in flight (earlier cases leave some queued).
         rcu_sync::wait_for_callbacks();
         let s = shared()?;
-        // SAFETY: The initialised `rcu_sync` of a live semaphore, which stays valid until the
-        // callbacks ran (`wait_for_callbacks()` below, then `percpu_free_rwsem()`).
-        unsafe { rcu_sync::test_queue_replay(s.sem.rss_raw()) };
+        {
+            // The callback cannot run (and move the state on) before the check: its grace
+            // period waits for this read-side critical section.
+            let _rcu = kernel::sync::rcu::read_lock();
+            assert!(s.sem.rss().test_queue_replay());
+            assert!(s.sem.rss().test_is_replay());
+        }
         kernel::sync::rcu::rcu_barrier();
         pr_info!(
             "after one rcu_barrier(): {} callback(s) of ours still queued\n",
@@ -945,8 +712,8 @@ mod tests {
                 .down_write_timeout(&Deadline::after(Delta::ZERO), GracePeriod::Normal)
                 .map_err(|e| e.err)?,
         );
-        spawn(&s, c"tf-reader-a", reader_a)?;
-        assert!(wait_until(5000, || s.a_in.load(Ordering::SeqCst)));
+        spawn(&s, reader_a)?;
+        assert!(wait_until(5000, || s.a_in.load(Acquire)));
         // Held by a reader: fails at once.
         let start = Instant::<Monotonic>::now();
         let r = s

@@ -27,7 +27,7 @@
 
 use crate::freeze::{self, SuperBlock};
 use crate::percpu_rwsem::Deadline;
-use crate::{ffi, uapi};
+use crate::{helpers, uapi};
 use core::ptr::addr_of_mut;
 use kernel::{
     bindings,
@@ -105,7 +105,7 @@ impl PreSync {
             let _ = unsafe { list.remove(self) };
         }
         // SAFETY: `done` is a live `int`; waiters see `result` through the release.
-        unsafe { ffi::tf_set_flag(self.done.as_ptr()) };
+        unsafe { helpers::tf_set_flag(self.done.as_ptr()) };
         // SAFETY: The active reference `start()` took for this thread; it may be the last
         // (the filesystem was unmounted meanwhile), then this takes `s_umount` and shuts the
         // superblock down, here, in our thread.
@@ -116,7 +116,8 @@ impl PreSync {
     fn wait(&self, deadline: &Deadline) -> Result {
         loop {
             // SAFETY: `done` is a live `int`, set by `tf_set_flag()`.
-            let r = unsafe { ffi::tf_wait_flag(self.done.as_ptr(), deadline.remaining_jiffies()) };
+            let r =
+                unsafe { helpers::tf_wait_flag(self.done.as_ptr(), deadline.remaining_jiffies()) };
             if r > 0 {
                 // Pairs with the release of `tf_set_flag()`: `result` is seen.
                 let _ = self.done.load(Acquire);
@@ -172,7 +173,7 @@ fn start(sb: &SuperBlock) -> Result<(Arc<PreSync>, bool)> {
     sb.get_active_ref();
     let data = Arc::into_raw(ps.clone()).cast_mut().cast::<c_void>();
     // SAFETY: `thread_main` takes over the reference in `data`; the name is static.
-    let ret = unsafe { ffi::tf_spawn(Some(thread_main), data, c"tf-presync".as_char_ptr()) };
+    let ret = unsafe { helpers::tf_spawn(Some(thread_main), data, c"tf-presync".as_char_ptr()) };
     if ret != 0 {
         // SAFETY: The thread did not start, so the reference in `data` is still ours.
         drop(unsafe { Arc::from_raw(data.cast::<PreSync>()) });

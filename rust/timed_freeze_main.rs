@@ -2,20 +2,30 @@
 
 //! timed-freeze: `freeze_super()` with a deadline, a retry and a complete undo.
 //!
-//! Freezing a filesystem waits for every writer inside it to leave. When one of those
-//! writers waits in turn for a userspace daemon (FUSE, NBD, fanotify HSM, file-backed EROFS)
-//! and the daemon writes to the filesystem being frozen, the freezer waits forever: the
-//! reader holds the freeze lock, the freezer blocks new readers, the daemon is a new reader.
+//! Through the misc device `/dev/timed-freeze`, a filesystem freeze whose waits have a
+//! deadline: when it passes, the partial freeze is undone, so that the writers it blocked go
+//! on (breaking an R->W->R chain through a userspace daemon), and the freeze is tried again.
+//! The UAPI is `include/uapi/linux/timed_freeze.h`; the problem, the design and the UAPI's
+//! rules are told once, in `Documentation/timed-freeze.rst`.
 //!
-//! This module exposes, through the misc device `/dev/timed-freeze`, a freeze whose waits
-//! have a deadline. When the deadline passes, the partial freeze is undone so the blocked
-//! writers proceed, and the freeze is tried again. The UAPI is
-//! `include/uapi/linux/timed_freeze.h`; the design is in `Documentation/timed-freeze.rst`.
+//! The ioctls mirror `ioctl_fsfreeze()` and `ioctl_fsthaw()` (fs/ioctl.c): the same
+//! permission and support checks, in their order. The differences:
+//!
+//! - the ioctl's own arguments (size, flags, timeout, retries, fd) are checked first, so
+//!   that a malformed call gets `EINVAL` (or `EBADF`) before `EPERM`;
+//! - a filesystem with its own `->freeze_super` is refused (`EOPNOTSUPP`) instead of being
+//!   handed the freeze (the module cannot time waits it does not make);
+//! - an OWNED freeze is held as `FREEZE_HOLDER_KERNEL | FREEZE_EXCL` with the device file
+//!   as its owner, where `ioctl_fsfreeze()` freezes as `FREEZE_HOLDER_USERSPACE`;
+//! - the result is written back after the freeze, with page faults disabled; when it cannot
+//!   be written, the freeze is thawed again and the ioctl returns `EFAULT`.
 //!
 //! - [`percpu_rwsem`]: the timed write lock on the kernel's percpu rw-semaphores;
+//! - [`rcu_sync`]: the mirror of the unexported parts of `kernel/rcu/sync.c` it needs;
 //! - [`freeze`]: the mirror of `freeze_super()` built on it;
 //! - [`presync`]: the sync before the commit point, in a thread of ours, with a deadline;
 //! - [`fault`]: test-only fault points;
+//! - [`helpers`]: the C helpers (`rust/helpers.c`) for static inlines and macros;
 //! - this file: the device, its ioctls, OWNED freezes and the debugfs files.
 
 /// `WARN_ON_ONCE(cond)`: warns the first time `cond` holds at this call site; returns `cond`.
@@ -49,14 +59,15 @@ use kernel::{
 };
 
 mod fault;
-mod ffi;
 mod freeze;
+mod helpers;
 mod percpu_rwsem;
 mod presync;
+mod rcu_sync;
 mod uapi;
 
 use freeze::{FreezeParams, FreezeReport, Holder, SuperBlock};
-use percpu_rwsem::GracePeriod;
+use rcu_sync::GracePeriod;
 
 module! {
     type: TimedFreezeModule,
@@ -365,7 +376,7 @@ impl PinnedDrop for TimedFreezeModule {
     fn drop(self: Pin<&mut Self>) {
         // Our mirror of rcu_sync_exit() may have queued RCU callbacks that run this module's
         // code; wait for them before the code goes away.
-        percpu_rwsem::rcu_sync::wait_for_callbacks();
+        rcu_sync::wait_for_callbacks();
     }
 }
 
@@ -413,7 +424,7 @@ impl PinnedDrop for TimedFreezeFile {
         // Closing the file (also when its process dies) thaws what it owns.
         let owner = self.owner();
         while let Some(f) = take_owned(|f| f.owner == owner) {
-            if let Err(e) = thaw(f.sb(), f.holder()) {
+            if let Err(e) = thaw_counted(f.sb(), f.holder()) {
                 pr_warn!("release: thaw of an owned freeze failed: {:?}\n", e);
             }
         }
@@ -421,7 +432,7 @@ impl PinnedDrop for TimedFreezeFile {
 }
 
 /// A thaw of ours, counted.
-fn thaw(sb: &SuperBlock, holder: Holder) -> Result {
+fn thaw_counted(sb: &SuperBlock, holder: Holder) -> Result {
     sb.thaw(holder)?;
     STATS.thaws.add(1, Relaxed);
     Ok(())
@@ -562,7 +573,7 @@ impl TimedFreezeFile {
         }
         let owner = self.owner();
         let f = take_owned(|f| f.owner == owner && f.sb().as_raw() == sb.as_raw()).ok_or(EINVAL)?;
-        if let Err(e) = thaw(f.sb(), f.holder()) {
+        if let Err(e) = thaw_counted(f.sb(), f.holder()) {
             // Still ours and still frozen: keep it listed.
             OWNED.lock().list.push_back(f);
             return Err(e);
@@ -589,7 +600,7 @@ fn ioctl_fsthaw(sb: &SuperBlock) -> Result {
         STATS.thaws.add(1, Relaxed);
         return Ok(());
     }
-    thaw(sb, Holder::Userspace)
+    thaw_counted(sb, Holder::Userspace)
 }
 
 /// `TIMED_FREEZE_IOC_LIST`: every OWNED freeze, for the administrator.
@@ -648,7 +659,7 @@ fn ioctl_force_thaw(arg: usize) -> Result<isize> {
     }
     let f = take_owned(|f| f.id == a.id).ok_or(ENOENT)?;
     let u = f.to_uapi();
-    if let Err(e) = thaw(f.sb(), f.holder()) {
+    if let Err(e) = thaw_counted(f.sb(), f.holder()) {
         OWNED.lock().list.push_back(f);
         return Err(e);
     }

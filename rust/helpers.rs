@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The C helpers of `rust/helpers.c`.
+//! The C helpers of `rust/helpers.c`, declared for Rust.
 //!
-//! Each wraps a static inline function or macro of the kernel that bindgen cannot turn into
-//! a callable function; see that file for what each one is. All are `unsafe` to call: the
-//! pointers must be valid as the wrapped kernel function requires.
+//! Each exists because of a static inline function, a macro or a static function of the
+//! kernel that bindgen cannot turn into a callable function; see that file for what each one
+//! is. All are `unsafe` to call: the pointers must be valid as the kernel functions they
+//! call require.
 
 use kernel::{bindings, prelude::*};
 
@@ -24,11 +25,6 @@ extern "C" {
     pub(crate) fn tf_percpu_down_read(sem: *mut bindings::percpu_rw_semaphore);
     pub(crate) fn tf_percpu_up_read(sem: *mut bindings::percpu_rw_semaphore);
     pub(crate) fn tf_percpu_down_read_trylock(sem: *mut bindings::percpu_rw_semaphore) -> bool;
-    pub(crate) fn tf_kthread_run(
-        func: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
-        data: *mut c_void,
-        name: *const c_char,
-    ) -> *mut bindings::task_struct;
     pub(crate) fn tf_percpu_rwsem_wait_block(
         sem: *mut bindings::percpu_rw_semaphore,
         timeout: c_long,
