@@ -1,21 +1,39 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# tools/tfreeze, the real binary, against an ext4 on a loop device, with
-# the module loaded (scripts/vm-run).  KTAP output, one test per case.
+# tools/tfreeze, the real binary ($TFREEZE, else tfreeze on PATH), against
+# an ext4 on a loop device, with the module loaded.  KTAP output through the
+# kernel's kselftest/ktap_helpers.sh, one test per case.
 
 set -u
-top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-tfreeze=$top/tools/tfreeze/target/release/tfreeze
-n=0
-fails=0
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+for d in "$here/../kselftest" "${KSFT_DIR:-/nonexistent}/kselftest"; do
+	if [ -r "$d/ktap_helpers.sh" ]; then
+		# shellcheck source=/dev/null
+		. "$d/ktap_helpers.sh"
+		break
+	fi
+done
+if ! declare -F ktap_print_header >/dev/null; then
+	echo "Bail out! kselftest/ktap_helpers.sh not found (run in tools/testing/selftests, or set KSFT_DIR)"
+	exit 1
+fi
 
-ok() { n=$((n + 1)); echo "ok $n $1"; }
-not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n $1"; }
+ktap_print_header
+tfreeze=${TFREEZE:-$(command -v tfreeze)}
+if [ -z "$tfreeze" ] || [ ! -x "$tfreeze" ]; then
+	ktap_skip_all "no tfreeze binary (build tools/tfreeze; TFREEZE= its path)"
+	exit "$KSFT_SKIP"
+fi
+if [ "$(id -u)" -ne 0 ] || [ ! -e /dev/timed-freeze ]; then
+	ktap_skip_all "needs root and the module loaded (/dev/timed-freeze)"
+	exit "$KSFT_SKIP"
+fi
+
 check() { # NAME COMMAND...: passes when COMMAND succeeds
 	local name=$1
 	shift
-	if "$@"; then ok "$name"; else not_ok "$name"; fi
+	if "$@"; then ktap_test_pass "$name"; else ktap_test_fail "$name"; fi
 }
 
 # Start a writer into the fs; 0 when it finished within $1 s.  A writer
@@ -42,8 +60,7 @@ mkfs.ext4 -q -F "$dir/img"
 mount -o loop "$dir/img" "$mnt"
 trap 'fsfreeze -u $mnt 2>/dev/null; wait; umount $mnt; umount -l $dir; rmdir $dir' EXIT
 
-echo "TAP version 13"
-echo "1..25"
+ktap_set_plan 25
 
 check "freeze -f exits 0" "$tfreeze" -f "$mnt"
 check "the fs is really frozen" frozen
@@ -144,8 +161,7 @@ if rmmod timed_freeze; then
 	check "without the module: exit 1, and how to load it" \
 		test $rc -eq 1 -a -n "$(grep 'load the module' <<<"$msg")"
 else
-	not_ok "without the module: rmmod failed"
+	ktap_test_fail "without the module: rmmod failed"
 fi
 
-echo "# Totals: pass:$((n - fails)) fail:$fails"
-[ $fails -eq 0 ]
+ktap_finished

@@ -167,11 +167,19 @@ FIXTURE_VARIANT_ADD(chain, xfs) {
 
 FIXTURE_SETUP(chain)
 {
-	char path[160];
+	const char *why = tf_missing();
 	struct stat st = {};
+	char path[160];
 	FILE *p;
 
 	self->mfd = -1;
+	self->dev = -1;
+	if (why)
+		SKIP(return, "%s", why);
+	if (access("/dev/fuse", F_OK))
+		SKIP(return, "no /dev/fuse (CONFIG_FUSE_FS)");
+	if (tf_fs_missing(variant->type))
+		SKIP(return, "no %s here (kernel or mkfs)", variant->type);
 	self->dev = tf_open_dev();
 	ASSERT_LE(0, self->dev);
 	snprintf(self->dir, sizeof(self->dir), "/tmp/tfch.XXXXXX");
@@ -235,6 +243,8 @@ static int abort_fuse(unsigned int conn)
 
 FIXTURE_TEARDOWN(chain)
 {
+	if (self->dev < 0)
+		return;
 	unlink(log_flag);
 	if (self->mfd >= 0) {
 		ioctl(self->mfd, FITHAW, 0);
@@ -253,48 +263,6 @@ FIXTURE_TEARDOWN(chain)
 	rmdir(self->dir);
 	if (self->dev >= 0)
 		close(self->dev);
-}
-
-static unsigned char byte_at(size_t off)
-{
-	return (off * 11 + off / 4096) % 239;
-}
-
-static int write_dirty(int dirfd, const char *name, size_t size)
-{
-	static char buf[1 << 16];
-	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-	if (fd < 0)
-		return -1;
-	for (size_t off = 0; off < size; off += sizeof(buf)) {
-		for (size_t i = 0; i < sizeof(buf); i++)
-			buf[i] = byte_at(off + i);
-		if (write(fd, buf, sizeof(buf)) != sizeof(buf))
-			return -1;
-	}
-	return close(fd);
-}
-
-static int pattern_is_there(int dirfd, const char *name, size_t size)
-{
-	static unsigned char buf[1 << 16];
-	int fd = openat(dirfd, name, O_RDONLY);
-	size_t off = 0;
-	ssize_t n;
-
-	if (fd < 0)
-		return 0;
-	while ((n = read(fd, buf, sizeof(buf))) > 0) {
-		for (ssize_t i = 0; i < n; i++)
-			if (buf[i] != byte_at(off + i)) {
-				close(fd);
-				return 0;
-			}
-		off += n;
-	}
-	close(fd);
-	return off == size;
 }
 
 /* A writer that needs no storage; its status within @ms, -1 if blocked. */
@@ -317,7 +285,7 @@ TEST_F(chain, timed_freeze_gives_up_and_holds_nothing)
 	unsigned long long t0, ms;
 	int ret;
 
-	ASSERT_EQ(0, write_dirty(self->mfd, "dirty", DIRTY_SIZE));
+	ASSERT_EQ(0, tf_write_pattern(self->mfd, "dirty", DIRTY_SIZE));
 	t0 = tf_now_ns();
 	ret = tf_freeze(self->dev, self->mfd, TIMEOUT_MS * NSEC_PER_MSEC, RETRIES, 0, &a);
 	ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
@@ -336,7 +304,7 @@ TEST_F(chain, timed_freeze_gives_up_and_holds_nothing)
 	/* One more write through the daemon: it closes its log. */
 	EXPECT_EQ(0, tf_wait_child(tf_write_child(self->mfd, "last", "last\n"), 10000));
 	EXPECT_EQ(0, tf_run("echo 3 > /proc/sys/vm/drop_caches"));
-	EXPECT_TRUE(pattern_is_there(self->mfd, "dirty", DIRTY_SIZE));
+	EXPECT_TRUE(tf_pattern_is_there(self->mfd, "dirty", DIRTY_SIZE));
 	close(self->mfd);
 	self->mfd = -1;
 	ASSERT_EQ(0, umount2(self->mnt, 0));
@@ -359,7 +327,7 @@ TEST_F_TIMEOUT(chain, stock_fifreeze, 120)
 	pid_t freezer;
 	int returned;
 
-	ASSERT_EQ(0, write_dirty(self->mfd, "dirty", DIRTY_SIZE));
+	ASSERT_EQ(0, tf_write_pattern(self->mfd, "dirty", DIRTY_SIZE));
 	freezer = fork();
 	ASSERT_LE(0, freezer);
 	if (freezer == 0)

@@ -81,6 +81,14 @@ FIXTURE_VARIANT_ADD(fs, xfs) {
 
 FIXTURE_SETUP(fs)
 {
+	const char *why = tf_missing();
+
+	self->fs.mfd = -1;
+	self->dev = -1;
+	if (why)
+		SKIP(return, "%s", why);
+	if (tf_fs_missing(variant->type))
+		SKIP(return, "no %s here (kernel or mkfs)", variant->type);
 	ASSERT_EQ(0, tf_fs_setup(&self->fs, variant->type));
 	self->dev = tf_open_dev();
 	ASSERT_LE(0, self->dev);
@@ -88,8 +96,10 @@ FIXTURE_SETUP(fs)
 
 FIXTURE_TEARDOWN(fs)
 {
-	close(self->dev);
-	tf_fs_teardown(&self->fs);
+	if (self->dev >= 0)
+		close(self->dev);
+	if (self->fs.mfd >= 0)
+		tf_fs_teardown(&self->fs);
 }
 
 /* Is the filesystem writable now?  A child's write must finish quickly. */
@@ -805,12 +815,14 @@ FIXTURE(gfs2) {
 
 FIXTURE_SETUP(gfs2)
 {
+	const char *why = tf_missing();
+
 	self->fs.mfd = -1;
 	self->dev = -1;
-	if (tf_run("command -v mkfs.gfs2 >/dev/null"))
-		SKIP(return, "no mkfs.gfs2 (gfs2-utils)");
-	if (tf_run("grep -qw gfs2 /proc/filesystems"))
-		SKIP(return, "no gfs2 in this kernel (CONFIG_GFS2_FS)");
+	if (why)
+		SKIP(return, "%s", why);
+	if (tf_fs_missing("gfs2"))
+		SKIP(return, "no gfs2 here (CONFIG_GFS2_FS, gfs2-utils)");
 	ASSERT_EQ(0, tf_fs_setup(&self->fs, "gfs2"));
 	self->dev = tf_open_dev();
 	ASSERT_LE(0, self->dev);
@@ -855,6 +867,12 @@ FIXTURE(dev) {
 
 FIXTURE_SETUP(dev)
 {
+	const char *why = tf_missing();
+
+	self->dev = -1;
+	self->tmpfd = -1;
+	if (why)
+		SKIP(return, "%s", why);
 	self->dev = tf_open_dev();
 	ASSERT_LE(0, self->dev);
 	self->tmpfd = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -865,8 +883,10 @@ FIXTURE_SETUP(dev)
 
 FIXTURE_TEARDOWN(dev)
 {
-	close(self->tmpfd);
-	close(self->dev);
+	if (self->tmpfd >= 0)
+		close(self->tmpfd);
+	if (self->dev >= 0)
+		close(self->dev);
 }
 
 TEST_F(dev, bad_fd_is_ebadf)

@@ -20,6 +20,23 @@
 #define TF_DEV "/dev/timed-freeze"
 #define TF_NAME "timed_freeze"
 
+/* Every test needs root and the module loaded: SKIP without them. */
+FIXTURE(mod) {
+	int unused;
+};
+
+FIXTURE_SETUP(mod)
+{
+	if (geteuid())
+		SKIP(return, "needs root");
+	if (access(TF_DEV, F_OK))
+		SKIP(return, "no %s: load the module (insmod timed_freeze.ko)", TF_DEV);
+}
+
+FIXTURE_TEARDOWN(mod)
+{
+}
+
 static int module_unload(void)
 {
 	return syscall(SYS_delete_module, TF_NAME, O_NONBLOCK);
@@ -37,7 +54,7 @@ static int module_load(const char *path)
 	return ret;
 }
 
-TEST(device_node)
+TEST_F(mod, device_node)
 {
 	struct stat st;
 
@@ -46,10 +63,11 @@ TEST(device_node)
 	EXPECT_EQ(0600U, st.st_mode & 07777);
 }
 
-TEST(unknown_ioctl_is_enotty)
+TEST_F(mod, unknown_ioctl_is_enotty)
 {
-	int fd = open(TF_DEV, O_RDWR | O_CLOEXEC);
+	int fd;
 
+	fd = open(TF_DEV, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, fd);
 	EXPECT_EQ(-1, ioctl(fd, _IO('x', 0xff), 0));
 	EXPECT_EQ(ENOTTY, errno);
@@ -58,10 +76,11 @@ TEST(unknown_ioctl_is_enotty)
 	close(fd);
 }
 
-TEST(busy_while_open)
+TEST_F(mod, busy_while_open)
 {
-	int fd = open(TF_DEV, O_RDWR | O_CLOEXEC);
+	int fd;
 
+	fd = open(TF_DEV, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, fd);
 	/* The open file holds a reference on the module. */
 	EXPECT_EQ(-1, module_unload());
@@ -69,7 +88,7 @@ TEST(busy_while_open)
 	close(fd);
 }
 
-TEST(unload_and_reload)
+TEST_F(mod, unload_and_reload)
 {
 	const char *path = getenv("TF_MODULE");
 	struct stat st;

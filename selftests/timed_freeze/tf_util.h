@@ -54,6 +54,27 @@ static inline int tf_run(const char *fmt, ...)
 	return WIFEXITED(ret) ? WEXITSTATUS(ret) : -1;
 }
 
+/*
+ * Why these tests cannot run here, or NULL: they need root and the module
+ * (its device).  The fixtures SKIP with this, as they do when a filesystem,
+ * NBD or FUSE is missing.
+ */
+static inline const char *tf_missing(void)
+{
+	if (geteuid())
+		return "needs root";
+	if (access(TIMED_FREEZE_DEVICE, F_OK))
+		return "no " TIMED_FREEZE_DEVICE ": load the module (insmod timed_freeze.ko)";
+	return NULL;
+}
+
+/* Whether filesystem @type cannot be had here: not in the kernel, or no mkfs. */
+static inline int tf_fs_missing(const char *type)
+{
+	return tf_run("grep -qw %s /proc/filesystems", type) ||
+	       tf_run("command -v mkfs.%s >/dev/null", type);
+}
+
 /* mkfs and loop-mount a filesystem of @type; 0 or -1. */
 static inline int tf_fs_setup(struct tf_fs *fs, const char *type)
 {
@@ -292,6 +313,53 @@ static inline int tf_in_d_state(pid_t pid)
 	}
 	fclose(f);
 	return d;
+}
+
+/* The test pattern: byte @off of every file the data checks write. */
+static inline unsigned char tf_pattern_byte(size_t off)
+{
+	return (off * 13 + off / 4096) % 241;
+}
+
+/* @size bytes of the pattern to @dirfd/@name, buffered, not synced; 0 or -1. */
+static inline int tf_write_pattern(int dirfd, const char *name, size_t size)
+{
+	static char buf[1 << 16];
+	int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	if (fd < 0)
+		return -1;
+	for (size_t off = 0; off < size; off += sizeof(buf)) {
+		for (size_t i = 0; i < sizeof(buf); i++)
+			buf[i] = tf_pattern_byte(off + i);
+		if (write(fd, buf, sizeof(buf)) != sizeof(buf)) {
+			close(fd);
+			return -1;
+		}
+	}
+	return close(fd);
+}
+
+/* Whether @dirfd/@name holds exactly @size bytes of the pattern. */
+static inline int tf_pattern_is_there(int dirfd, const char *name, size_t size)
+{
+	static unsigned char buf[1 << 16];
+	int fd = openat(dirfd, name, O_RDONLY);
+	size_t off = 0;
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < n; i++)
+			if (buf[i] != tf_pattern_byte(off + i)) {
+				close(fd);
+				return 0;
+			}
+		off += n;
+	}
+	close(fd);
+	return off == size;
 }
 
 #endif /* TF_UTIL_H */
