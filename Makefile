@@ -54,9 +54,10 @@ rust-analyzer: $(KDIR_DEP)
 selftests: $(KDIR_DEP)
 	$(MAKE) -C selftests KDIR=$(KDIR)
 
-# Userspace tools (Rust, crates from the registry).
+# Userspace tools (Rust, crates from the registry).  env.sh gives bindgen
+# the libclang it needs to generate tfreeze's UAPI from the C header.
 tools:
-	cargo build --release --quiet --manifest-path tools/tfreeze/Cargo.toml
+	$(ENV) && cargo build --release --quiet --manifest-path tools/tfreeze/Cargo.toml
 
 # tfreeze's man page, from the same definitions as its --help.
 man: tools

@@ -4,16 +4,19 @@
 //! Freezes a filesystem through `/dev/timed-freeze` (the timed_freeze kernel module): each
 //! attempt has a deadline, a timed-out attempt is undone completely, and the freeze is tried
 //! again. Drop-in for `fsfreeze -f` / `fsfreeze -u`, plus a mode that freezes, runs a
-//! command (a snapshot, say) and thaws when it ends, whatever happens.
+//! command (a snapshot, say) and thaws when it ends, whatever happens, and the
+//! administrator's view of such freezes (`--list`, `--force-thaw`).
 
 mod uapi;
 
-use clap::{CommandFactory, Parser};
+use clap::{ArgGroup, CommandFactory, Parser};
+use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
@@ -26,24 +29,25 @@ use std::time::Duration;
                   fsfreeze); with COMMAND, the command's status (128+N if it died of \
                   signal N)."
 )]
+#[command(group(ArgGroup::new("action").args(["freeze", "unfreeze", "command", "list", "force_thaw"])))]
 struct Cli {
     /// Freeze the filesystem (an ordinary userspace freeze: `fsfreeze -u` thaws it).
-    #[arg(short = 'f', long = "freeze", conflicts_with_all = ["unfreeze", "command"])]
+    #[arg(short = 'f', long = "freeze")]
     freeze: bool,
 
     /// Thaw the filesystem (FITHAW).
-    #[arg(short = 'u', long = "unfreeze", conflicts_with_all = ["freeze", "command"])]
+    #[arg(short = 'u', long = "unfreeze")]
     unfreeze: bool,
 
     /// List every owned freeze (the `-- COMMAND` freezes of any tfreeze): id, the pid and
     /// command that made it (and whether it has exited), age and mount point. Needs
     /// CAP_SYS_ADMIN.
-    #[arg(long, conflicts_with_all = ["freeze", "unfreeze", "command", "force_thaw"])]
+    #[arg(long)]
     list: bool,
 
     /// Thaw the owned freeze ID (from --list) whose holder cannot: it hangs writing to the
     /// frozen filesystem, or a child inherited its file. Needs CAP_SYS_ADMIN.
-    #[arg(long, value_name = "ID", conflicts_with_all = ["freeze", "unfreeze", "command"])]
+    #[arg(long, value_name = "ID")]
     force_thaw: Option<u64>,
 
     /// Deadline of each attempt, e.g. 500ms, 2s (at most 60s; 0 makes one attempt that
@@ -54,7 +58,7 @@ struct Cli {
     /// Attempts after the first, when an attempt times out (at most 16; default 1, or 0
     /// with a timeout of 0, which is one attempt).
     #[arg(short = 'r', long,
-          value_parser = clap::value_parser!(u32).range(0..=uapi::RETRIES_MAX as i64))]
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(uapi::RETRIES_MAX)))]
     retries: Option<u32>,
 
     /// Make the freeze belong to tfreeze's open device file: only tfreeze thaws it, and
@@ -76,11 +80,11 @@ struct Cli {
 
     /// The mount point (any path on the filesystem).
     #[arg(required_unless_present_any = ["man", "list", "force_thaw"])]
-    mountpoint: Option<String>,
+    mountpoint: Option<PathBuf>,
 
     /// Freeze (owned), run COMMAND, thaw when it exits.
     #[arg(last = true, value_name = "COMMAND")]
-    command: Vec<String>,
+    command: Vec<OsString>,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -100,7 +104,7 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
 enum Action {
     Freeze,
     Thaw,
-    Run(Vec<String>),
+    Run(Vec<OsString>),
     List,
     ForceThaw(u64),
 }
@@ -111,9 +115,15 @@ impl Cli {
         self.retries
             .unwrap_or(if self.timeout.is_zero() { 0 } else { 1 })
     }
+
+    fn mnt(&self) -> &Path {
+        self.mountpoint.as_deref().unwrap_or(Path::new(""))
+    }
 }
 
-fn action(cli: &Cli) -> Result<Action, String> {
+/// The action the arguments ask for (clap's group makes them exclusive).
+fn action(cli: &Cli) -> Result<Action, Failure> {
+    let usage = |m: &str| Err(Failure::Usage(m.into()));
     if cli.list {
         return Ok(Action::List);
     }
@@ -121,41 +131,82 @@ fn action(cli: &Cli) -> Result<Action, String> {
         return Ok(Action::ForceThaw(id));
     }
     if cli.timeout.is_zero() && cli.retries() != 0 {
-        return Err("a timeout of 0 is exactly one attempt: no --retries".into());
+        return usage("a timeout of 0 is exactly one attempt: no --retries");
     }
-    match (cli.freeze, cli.unfreeze, cli.command.is_empty()) {
-        (true, _, _) if cli.owned => Err("--owned with -f would thaw as soon as tfreeze exits; \
-                                          use it with -- COMMAND"
-            .into()),
-        (true, _, _) => Ok(Action::Freeze),
-        (_, true, _) => Ok(Action::Thaw),
-        (false, false, false) => Ok(Action::Run(cli.command.clone())),
-        (false, false, true) => Err("nothing to do: give -f, -u or -- COMMAND".into()),
+    if cli.freeze && cli.owned {
+        return usage(
+            "--owned with -f would thaw as soon as tfreeze exits; use it with -- COMMAND",
+        );
+    }
+    if cli.freeze {
+        Ok(Action::Freeze)
+    } else if cli.unfreeze {
+        Ok(Action::Thaw)
+    } else if !cli.command.is_empty() {
+        Ok(Action::Run(cli.command.clone()))
+    } else {
+        usage("nothing to do: give -f, -u or -- COMMAND")
     }
 }
 
-/// A failed call, said so that a person understands it.
-struct Failure {
-    msg: String,
-    report: Option<uapi::FreezeArgs>,
-    errno: i32,
+/// Why tfreeze failed, said so that a person understands it.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    /// The arguments ask for nothing sensible.
+    #[error("{0}")]
+    Usage(String),
+    /// The device is not there.
+    #[error(
+        "opening {}: {source}; load the module first: insmod timed_freeze.ko \
+             (or modprobe timed_freeze)",
+        uapi::DEVICE
+    )]
+    NoModule { source: io::Error },
+    /// A call failed; `what` says which.
+    #[error("{what}: {source}{}", hint(what, source))]
+    Io { what: String, source: io::Error },
+    /// Every attempt gave up at its deadline (or the filesystem said ETIMEDOUT).
+    #[error("{}", explain_timeout(mnt, report))]
+    TimedOut {
+        mnt: PathBuf,
+        report: uapi::FreezeArgs,
+    },
 }
 
 impl Failure {
-    fn io(what: &str, e: io::Error) -> Self {
-        let errno = e.raw_os_error().unwrap_or(0);
-        let hint = match errno {
-            libc::EPERM => " (needs CAP_SYS_ADMIN)",
-            libc::EOPNOTSUPP => " (the filesystem does not support freezing)",
-            libc::EBUSY => " (already frozen)",
-            libc::EINVAL if what.starts_with("thawing") => " (not frozen)",
-            _ => "",
-        };
-        Failure {
-            msg: format!("{what}: {e}{hint}"),
-            report: None,
-            errno,
+    fn io(what: impl Into<String>, source: io::Error) -> Self {
+        Failure::Io {
+            what: what.into(),
+            source,
         }
+    }
+
+    fn errno(&self) -> i32 {
+        match self {
+            Failure::Usage(_) => libc::EINVAL,
+            Failure::TimedOut { .. } => libc::ETIMEDOUT,
+            Failure::NoModule { source } | Failure::Io { source, .. } => {
+                source.raw_os_error().unwrap_or(0)
+            }
+        }
+    }
+
+    fn report(&self) -> Option<&uapi::FreezeArgs> {
+        match self {
+            Failure::TimedOut { report, .. } => Some(report),
+            _ => None,
+        }
+    }
+}
+
+/// What an errno means for the call `what`.
+fn hint(what: &str, e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EPERM) => " (needs CAP_SYS_ADMIN)",
+        Some(libc::EOPNOTSUPP) => " (the filesystem does not support freezing)",
+        Some(libc::EBUSY) => " (already frozen)",
+        Some(libc::EINVAL) if what.starts_with("thawing") => " (not frozen)",
+        _ => "",
     }
 }
 
@@ -168,27 +219,42 @@ fn open_device() -> Result<File, Failure> {
         .custom_flags(libc::O_CLOEXEC)
         .open(uapi::DEVICE)
         .map_err(|e| {
-            let mut f = Failure::io(&format!("opening {}", uapi::DEVICE), e);
-            if f.errno == libc::ENOENT {
-                f.msg += "; load the module first: insmod timed_freeze.ko \
-                          (or modprobe timed_freeze)";
+            if e.raw_os_error() == Some(libc::ENOENT) {
+                Failure::NoModule { source: e }
+            } else {
+                Failure::io(format!("opening {}", uapi::DEVICE), e)
             }
-            f
         })
 }
 
-fn ioctl<T>(fd: &impl AsRawFd, cmd: u64, arg: *mut T) -> io::Result<()> {
-    // SAFETY: `arg` points to a live value of the type the command expects.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, arg) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+/// An ioctl of nix's, with its errno as an `io::Error`.
+fn ioctl<T>(
+    fd: &impl AsRawFd,
+    call: unsafe fn(libc::c_int, *mut T) -> nix::Result<libc::c_int>,
+    arg: &mut T,
+) -> io::Result<()> {
+    // SAFETY: `call` is one of the ioctls of `uapi`, each declared with the argument type
+    // the kernel expects for it; `arg` is a live, exclusive value of that type.
+    unsafe { call(fd.as_raw_fd(), arg) }
+        .map(|_| ())
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))
+}
+
+/// The same for the ioctls whose argument the kernel only reads.
+fn ioctl_w<T>(
+    fd: &impl AsRawFd,
+    call: unsafe fn(libc::c_int, *const T) -> nix::Result<libc::c_int>,
+    arg: &T,
+) -> io::Result<()> {
+    // SAFETY: As in `ioctl()`, for a read-only argument.
+    unsafe { call(fd.as_raw_fd(), arg) }
+        .map(|_| ())
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))
 }
 
 /// Explains an ETIMEDOUT report.
-fn explain_timeout(mnt: &str, a: &uapi::FreezeArgs) -> String {
+fn explain_timeout(mnt: &Path, a: &uapi::FreezeArgs) -> String {
+    let mnt = mnt.display();
     if a.gave_up == 0 {
         return format!(
             "freezing {mnt} failed: the filesystem itself reported a timeout (its storage?) \
@@ -196,7 +262,7 @@ fn explain_timeout(mnt: &str, a: &uapi::FreezeArgs) -> String {
             a.attempts
         );
     }
-    let writers = if (1..=3).contains(&a.gave_up) {
+    let writers = if uapi::is_level(a.gave_up) {
         format!(" with {} writer(s) still inside", a.writers_inside)
     } else {
         String::new()
@@ -212,39 +278,39 @@ fn explain_timeout(mnt: &str, a: &uapi::FreezeArgs) -> String {
 
 fn freeze(dev: &File, fs: &File, cli: &Cli, owned: bool) -> Result<uapi::FreezeArgs, Failure> {
     let mut a = uapi::FreezeArgs {
-        size: std::mem::size_of::<uapi::FreezeArgs>() as u64,
+        size: uapi::size_of::<uapi::FreezeArgs>(),
         flags: if owned { uapi::OWNED } else { 0 }
             | if cli.expedited { uapi::EXPEDITED } else { 0 },
-        timeout_ns: cli.timeout.as_nanos() as u64,
+        timeout_ns: u64::try_from(cli.timeout.as_nanos()).unwrap_or(u64::MAX),
         fd: fs.as_raw_fd(),
         retries: cli.retries(),
         ..Default::default()
     };
-    let mnt = cli.mountpoint.as_deref().unwrap_or_default();
-    match ioctl(dev, uapi::IOC_FREEZE, &mut a) {
+    match ioctl(dev, uapi::ioc_freeze, &mut a) {
         Ok(()) => Ok(a),
-        Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => Err(Failure {
-            msg: explain_timeout(mnt, &a),
-            report: Some(a),
-            errno: libc::ETIMEDOUT,
+        Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => Err(Failure::TimedOut {
+            mnt: cli.mnt().to_path_buf(),
+            report: a,
         }),
-        Err(e) => Err(Failure::io(&format!("freezing {mnt}"), e)),
+        Err(e) => Err(Failure::io(format!("freezing {}", cli.mnt().display()), e)),
     }
 }
 
 fn report_json(
     op: &str,
-    mnt: &str,
+    mnt: &Path,
     ok: Result<&uapi::FreezeArgs, &Failure>,
     extra: &[(&str, serde_json::Value)],
 ) {
-    let mut o = serde_json::json!({ "operation": op, "mountpoint": mnt, "ok": ok.is_ok() });
+    let mut o = serde_json::json!({
+        "operation": op, "mountpoint": mnt.to_string_lossy(), "ok": ok.is_ok()
+    });
     let r = match ok {
         Ok(a) => Some(a),
         Err(f) => {
-            o["error"] = f.msg.clone().into();
-            o["errno"] = f.errno.into();
-            f.report.as_ref()
+            o["error"] = f.to_string().into();
+            o["errno"] = f.errno().into();
+            f.report()
         }
     };
     if let Some(a) = r {
@@ -276,41 +342,24 @@ fn mount_points() -> Vec<(u64, String)> {
         .collect()
 }
 
-/// `--force-thaw ID`.
-fn force_thaw(id: u64) -> Result<u8, Failure> {
-    let dev = open_device()?;
-    let mut a = uapi::ForceThawArgs {
-        size: std::mem::size_of::<uapi::ForceThawArgs>() as u64,
-        id,
-        flags: 0,
-    };
-    ioctl(&dev, uapi::IOC_FORCE_THAW, &mut a).map_err(|e| {
-        let mut f = Failure::io(&format!("thawing owned freeze {id}"), e);
-        if f.errno == libc::ENOENT {
-            f.msg = format!("no owned freeze {id} (tfreeze --list shows them)");
-        }
-        f
-    })?;
-    Ok(0)
-}
-
 /// `--list`: every owned freeze.
 fn list(dev: &File, json: bool) -> Result<u8, Failure> {
     let mut entries = vec![uapi::Owned::default(); 64];
     loop {
         let mut a = uapi::ListArgs {
-            size: std::mem::size_of::<uapi::ListArgs>() as u64,
+            size: uapi::size_of::<uapi::ListArgs>(),
             entries: entries.as_mut_ptr() as u64,
-            entry_size: std::mem::size_of::<uapi::Owned>() as u32,
-            count: entries.len() as u32,
+            entry_size: uapi::size_of::<uapi::Owned>() as u32,
+            count: u32::try_from(entries.len()).unwrap_or(u32::MAX),
             ..Default::default()
         };
-        ioctl(dev, uapi::IOC_LIST, &mut a).map_err(|e| Failure::io("listing owned freezes", e))?;
-        if a.total as usize > entries.len() {
-            entries.resize(a.total as usize + 16, uapi::Owned::default());
+        ioctl(dev, uapi::ioc_list, &mut a).map_err(|e| Failure::io("listing owned freezes", e))?;
+        let total = a.total as usize;
+        if total > entries.len() {
+            entries.resize(total + 16, uapi::Owned::default());
             continue;
         }
-        entries.truncate(a.total as usize);
+        entries.truncate(total);
         break;
     }
     let mounts = mount_points();
@@ -321,16 +370,21 @@ fn list(dev: &File, json: bool) -> Result<u8, Failure> {
             .map_or_else(|| format!("dev {dev:#x}"), |(_, m)| m.clone())
     };
     let comm = |e: &uapi::Owned| {
-        let n = e.comm.iter().position(|&c| c == 0).unwrap_or(e.comm.len());
-        String::from_utf8_lossy(&e.comm[..n]).into_owned()
+        let bytes: Vec<u8> = e
+            .comm
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
     };
+    let exited = |e: &uapi::Owned| e.flags & uapi::OWNED_EXITED != 0;
     if json {
         let v: Vec<_> = entries
             .iter()
             .map(|e| {
                 serde_json::json!({
-                    "id": e.id, "pid": e.pid, "comm": comm(e),
-                    "exited": e.flags & uapi::OWNED_EXITED != 0,
+                    "id": e.id, "pid": e.pid, "comm": comm(e), "exited": exited(e),
                     "age_ns": e.age_ns, "dev": e.dev, "mountpoint": mnt_of(e.dev),
                 })
             })
@@ -343,7 +397,7 @@ fn list(dev: &File, json: bool) -> Result<u8, Failure> {
         "ID", "PID", "COMMAND", "AGE"
     );
     for e in &entries {
-        let pid = if e.flags & uapi::OWNED_EXITED != 0 {
+        let pid = if exited(e) {
             format!("{} (exited)", e.pid)
         } else {
             e.pid.to_string()
@@ -360,29 +414,120 @@ fn list(dev: &File, json: bool) -> Result<u8, Failure> {
     Ok(0)
 }
 
-fn run(cli: &Cli) -> Result<u8, Failure> {
-    let act = action(cli).map_err(|msg| Failure {
-        msg,
-        report: None,
-        errno: libc::EINVAL,
+/// `--force-thaw ID`.
+fn force_thaw(id: u64) -> Result<u8, Failure> {
+    let dev = open_device()?;
+    let a = uapi::ForceThawArgs {
+        size: uapi::size_of::<uapi::ForceThawArgs>(),
+        id,
+        flags: 0,
+    };
+    ioctl_w(&dev, uapi::ioc_force_thaw, &a).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            Failure::Usage(format!("no owned freeze {id} (tfreeze --list shows them)"))
+        } else {
+            Failure::io(format!("thawing owned freeze {id}"), e)
+        }
     })?;
-    let mnt = cli.mountpoint.clone().unwrap_or_default();
-    if let Action::List = act {
-        return list(&open_device()?, cli.json);
-    }
-    if let Action::ForceThaw(id) = act {
-        return force_thaw(id);
-    }
-    let fs = File::open(&mnt).map_err(|e| Failure::io(&format!("opening {mnt}"), e))?;
+    Ok(0)
+}
 
+/// `-- COMMAND`: freeze (owned), run it, thaw; its exit status.
+fn run_command(cli: &Cli, fs: &File, cmd: &[OsString]) -> Result<u8, Failure> {
+    let mnt = cli.mnt();
+    let dev = open_device()?;
+    let r = freeze(&dev, fs, cli, true);
+    if let Err(f) = r {
+        if cli.json {
+            report_json("run", mnt, Err(&f), &[]);
+        }
+        return Err(f);
+    }
+    // While COMMAND runs, tfreeze itself must survive ^C and SIGTERM to thaw; the command
+    // gets them (same process group) and decides. Ignored signals stay ignored across exec,
+    // so the child puts the defaults back before it.
+    const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT];
+    for sig in SIGNALS {
+        // SAFETY: Setting a signal disposition to SIG_IGN has no preconditions.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+    let mut command = Command::new(&cmd[0]);
+    command.args(&cmd[1..]);
+    // SAFETY: The closure only calls signal(2), which is async-signal-safe, as code between
+    // fork and exec must be.
+    unsafe {
+        command.pre_exec(|| {
+            for sig in SIGNALS {
+                if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let status = command.status();
+    // Thaw: explicitly, and in any case when `dev` is closed.
+    let t = uapi::ThawArgs {
+        size: uapi::size_of::<uapi::ThawArgs>(),
+        flags: uapi::OWNED,
+        fd: fs.as_raw_fd(),
+        __reserved: 0,
+    };
+    let thawed = match ioctl_w(&dev, uapi::ioc_thaw, &t) {
+        // Not ours any more: the administrator thawed it (tfreeze --force-thaw).
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            eprintln!(
+                "tfreeze: {} had already been thawed (by the administrator?)",
+                mnt.display()
+            );
+            Ok(())
+        }
+        r => r,
+    };
+    let code: u8 = match &status {
+        Ok(s) => s
+            .code()
+            .map(|c| c as u8)
+            .or_else(|| s.signal().map(|n| 128 + n as u8))
+            .unwrap_or(1),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 127,
+        Err(_) => 126,
+    };
+    if let Err(e) = &status {
+        eprintln!("tfreeze: running {}: {e}", cmd[0].to_string_lossy());
+    }
+    if cli.json {
+        report_json(
+            "run",
+            mnt,
+            r.as_ref(),
+            &[
+                ("command_status", code.into()),
+                ("thawed", thawed.is_ok().into()),
+            ],
+        );
+    }
+    thawed.map_err(|e| Failure::io(format!("thawing {}", mnt.display()), e))?;
+    Ok(code)
+}
+
+fn run(cli: &Cli) -> Result<u8, Failure> {
+    let act = action(cli)?;
+    match act {
+        Action::List => return list(&open_device()?, cli.json),
+        Action::ForceThaw(id) => return force_thaw(id),
+        _ => {}
+    }
+    let mnt = cli.mnt();
+    let fs = File::open(mnt).map_err(|e| Failure::io(format!("opening {}", mnt.display()), e))?;
     match act {
         Action::Thaw => {
             let mut unused: libc::c_int = 0;
-            let r = ioctl(&fs, uapi::FITHAW, &mut unused)
-                .map_err(|e| Failure::io(&format!("thawing {mnt}"), e));
+            let r = ioctl(&fs, uapi::fithaw, &mut unused)
+                .map_err(|e| Failure::io(format!("thawing {}", mnt.display()), e));
             if cli.json {
                 let d = uapi::FreezeArgs::default();
-                report_json("thaw", &mnt, r.as_ref().map(|_| &d), &[]);
+                report_json("thaw", mnt, r.as_ref().map(|_| &d), &[]);
             }
             r.map(|_| 0)
         }
@@ -390,83 +535,11 @@ fn run(cli: &Cli) -> Result<u8, Failure> {
             let dev = open_device()?;
             let r = freeze(&dev, &fs, cli, false);
             if cli.json {
-                report_json("freeze", &mnt, r.as_ref(), &[]);
+                report_json("freeze", mnt, r.as_ref(), &[]);
             }
             r.map(|_| 0)
         }
-        Action::Run(cmd) => {
-            let dev = open_device()?;
-            let r = freeze(&dev, &fs, cli, true);
-            if let Err(f) = r {
-                if cli.json {
-                    report_json("run", &mnt, Err(&f), &[]);
-                }
-                return Err(f);
-            }
-            // While COMMAND runs, tfreeze itself must survive ^C and SIGTERM to thaw; the
-            // command gets them (same process group) and decides. Ignored signals stay
-            // ignored across exec, so the child puts the defaults back before it.
-            const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT];
-            for sig in SIGNALS {
-                // SAFETY: Setting a signal disposition to SIG_IGN has no preconditions.
-                unsafe { libc::signal(sig, libc::SIG_IGN) };
-            }
-            let mut command = Command::new(&cmd[0]);
-            command.args(&cmd[1..]);
-            // SAFETY: The closure only calls signal(2), which is async-signal-safe, as code
-            // between fork and exec must be.
-            unsafe {
-                command.pre_exec(|| {
-                    for sig in SIGNALS {
-                        if libc::signal(sig, libc::SIG_DFL) == libc::SIG_ERR {
-                            return Err(io::Error::last_os_error());
-                        }
-                    }
-                    Ok(())
-                });
-            }
-            let status = command.status();
-            // Thaw: explicitly, and in any case when `dev` is closed.
-            let mut t = uapi::ThawArgs {
-                size: std::mem::size_of::<uapi::ThawArgs>() as u64,
-                flags: uapi::OWNED,
-                fd: fs.as_raw_fd(),
-                reserved: 0,
-            };
-            let thawed = match ioctl(&dev, uapi::IOC_THAW, &mut t) {
-                // Not ours any more: the administrator thawed it (tfreeze --force-thaw).
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    eprintln!("tfreeze: {mnt} had already been thawed (by the administrator?)");
-                    Ok(())
-                }
-                r => r,
-            };
-            let code: u8 = match &status {
-                Ok(s) => s
-                    .code()
-                    .map(|c| c as u8)
-                    .or_else(|| s.signal().map(|n| 128 + n as u8))
-                    .unwrap_or(1),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => 127,
-                Err(_) => 126,
-            };
-            if let Err(e) = &status {
-                eprintln!("tfreeze: running {}: {e}", cmd[0]);
-            }
-            if cli.json {
-                report_json(
-                    "run",
-                    &mnt,
-                    r.as_ref(),
-                    &[
-                        ("command_status", code.into()),
-                        ("thawed", thawed.is_ok().into()),
-                    ],
-                );
-            }
-            thawed.map_err(|e| Failure::io(&format!("thawing {mnt}"), e))?;
-            Ok(code)
-        }
+        Action::Run(cmd) => run_command(cli, &fs, &cmd),
         Action::List | Action::ForceThaw(_) => unreachable!("handled above"),
     }
 }
@@ -495,7 +568,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             if !cli.json {
-                eprintln!("tfreeze: {}", f.msg);
+                eprintln!("tfreeze: {f}");
             }
             ExitCode::FAILURE
         }
@@ -513,13 +586,16 @@ mod tests {
     #[test]
     fn fsfreeze_compatible_forms() {
         let c = parse(&["-f", "/mnt"]).unwrap();
-        assert_eq!(action(&c), Ok(Action::Freeze));
+        assert_eq!(action(&c).unwrap(), Action::Freeze);
         assert_eq!(c.timeout, Duration::from_secs(10));
         assert_eq!(c.retries(), 1);
-        assert_eq!(action(&parse(&["-u", "/mnt"]).unwrap()), Ok(Action::Thaw));
         assert_eq!(
-            action(&parse(&["--freeze", "/mnt"]).unwrap()),
-            Ok(Action::Freeze)
+            action(&parse(&["-u", "/mnt"]).unwrap()).unwrap(),
+            Action::Thaw
+        );
+        assert_eq!(
+            action(&parse(&["--freeze", "/mnt"]).unwrap()).unwrap(),
+            Action::Freeze
         );
     }
 
@@ -548,13 +624,8 @@ mod tests {
     fn command_mode() {
         let c = parse(&["--timeout", "1s", "/mnt", "--", "cp", "-a", "x", "y"]).unwrap();
         assert_eq!(
-            action(&c),
-            Ok(Action::Run(vec![
-                "cp".into(),
-                "-a".into(),
-                "x".into(),
-                "y".into()
-            ]))
+            action(&c).unwrap(),
+            Action::Run(vec!["cp".into(), "-a".into(), "x".into(), "y".into()])
         );
         assert!(parse(&["-f", "/mnt", "--", "true"]).is_err());
         assert!(parse(&["-u", "/mnt", "--", "true"]).is_err());
@@ -572,10 +643,10 @@ mod tests {
 
     #[test]
     fn admin_forms() {
-        assert_eq!(action(&parse(&["--list"]).unwrap()), Ok(Action::List));
+        assert_eq!(action(&parse(&["--list"]).unwrap()).unwrap(), Action::List);
         assert_eq!(
-            action(&parse(&["--force-thaw", "7"]).unwrap()),
-            Ok(Action::ForceThaw(7))
+            action(&parse(&["--force-thaw", "7"]).unwrap()).unwrap(),
+            Action::ForceThaw(7)
         );
     }
 
@@ -589,7 +660,7 @@ mod tests {
             writers_inside: 3,
             ..Default::default()
         };
-        let m = explain_timeout("/mnt", &a);
+        let m = explain_timeout(Path::new("/mnt"), &a);
         assert!(m.contains("2 attempt(s) in 1.234 s"), "{m}");
         assert!(
             m.contains("SB_FREEZE_WRITE (writers still inside) with 3 writer(s)"),
@@ -600,7 +671,7 @@ mod tests {
             attempts: 1,
             ..Default::default()
         };
-        let m = explain_timeout("/mnt", &a);
+        let m = explain_timeout(Path::new("/mnt"), &a);
         assert!(
             m.contains("the filesystem itself reported a timeout"),
             "{m}"
