@@ -151,10 +151,10 @@ static int quick_writer(int dirfd, const char *name, int ms)
 
 /* The timed freeze, timed; its result, and the time in *ms. */
 static int timed_freeze(struct nbdfs_env *self, struct timed_freeze_args *a,
-			unsigned long long *ms)
+			unsigned int retries, unsigned long long *ms)
 {
 	unsigned long long t0 = tf_now_ns();
-	int ret = tf_freeze(self->dev, self->mfd, TIMEOUT_MS * NSEC_PER_MSEC, RETRIES, 0, a);
+	int ret = tf_freeze(self->dev, self->mfd, TIMEOUT_MS * NSEC_PER_MSEC, retries, 0, a);
 
 	*ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
 	return ret;
@@ -162,14 +162,15 @@ static int timed_freeze(struct nbdfs_env *self, struct timed_freeze_args *a,
 
 /* After a timed freeze gave up: its bounds, and nothing held by it. */
 static void check_gave_up(struct __test_metadata *_metadata, struct nbdfs_env *self,
-			  int ret, struct timed_freeze_args *a, unsigned long long ms)
+			  int ret, struct timed_freeze_args *a, unsigned int retries,
+			  unsigned long long ms)
 {
-	const unsigned long long bound = TIMEOUT_MS * (RETRIES + 1);
+	const unsigned long long bound = TIMEOUT_MS * (retries + 1);
 
 	TH_LOG("timed freeze: %d after %u attempts, %llu ms (kernel %llu), gave up at wait %u",
 	       ret, a->attempts, ms, a->elapsed_ns / NSEC_PER_MSEC, a->gave_up);
 	EXPECT_EQ(-ETIMEDOUT, ret);
-	EXPECT_EQ(RETRIES + 1U, a->attempts);
+	EXPECT_EQ(retries + 1U, a->attempts);
 	EXPECT_GE(ms, bound);
 	EXPECT_LE(ms, bound + SLACK_MS);
 	/* Writers are not held by us, while the storage still hangs. */
@@ -253,8 +254,8 @@ TEST_F_TIMEOUT(nbdfs, dirty_data_timed, 120)
 
 	ASSERT_EQ(0, tf_write_pattern(self->e.mfd, "dirty", DIRTY_SIZE));
 	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 's'));
-	ret = timed_freeze(&self->e, &a, &ms);
-	check_gave_up(_metadata, &self->e, ret, &a, ms);
+	ret = timed_freeze(&self->e, &a, RETRIES, &ms);
+	check_gave_up(_metadata, &self->e, ret, &a, RETRIES, ms);
 	EXPECT_TRUE(a.gave_up == TIMED_FREEZE_WAIT_WRITEBACK ||
 		    a.gave_up == TIMED_FREEZE_WAIT_JOURNAL);
 	check_after_resume(_metadata, &self->e, variant->type, "dirty", DIRTY_SIZE);
@@ -333,8 +334,15 @@ TEST_F_TIMEOUT(nbdfs, writer_inside_timed, 120)
 	ASSERT_EQ(0, direct_writer_prepare(self->e.mfd));
 	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 's'));
 	ASSERT_EQ(0, direct_writer_start(&w, self->e.mfd));
-	ret = timed_freeze(&self->e, &a, &ms);
-	check_gave_up(_metadata, &self->e, ret, &a, ms);
+	/*
+	 * One attempt: a retry starts by taking s_umount, which another task
+	 * stuck on the stalled storage may hold by then (reclaim's
+	 * super_cache_scan() evicting an inode, writeback), and would give up
+	 * there, rightly but beside this test's point (the syncfs case tests
+	 * that wait).  The level wait is the first attempt's.
+	 */
+	ret = timed_freeze(&self->e, &a, 0, &ms);
+	check_gave_up(_metadata, &self->e, ret, &a, 0, ms);
 	EXPECT_EQ(TIMED_FREEZE_WAIT_LEVEL_WRITE, a.gave_up);
 	EXPECT_EQ(1ULL, a.writers_inside);
 	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 'r'));
@@ -392,8 +400,8 @@ TEST_F_TIMEOUT(nbdfs, syncfs_holds_s_umount_timed, 120)
 	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 's'));
 	ASSERT_EQ(0, pthread_create(&t, NULL, syncfs_fn, &self->e.mfd));
 	usleep(300 * 1000);
-	ret = timed_freeze(&self->e, &a, &ms);
-	check_gave_up(_metadata, &self->e, ret, &a, ms);
+	ret = timed_freeze(&self->e, &a, RETRIES, &ms);
+	check_gave_up(_metadata, &self->e, ret, &a, RETRIES, ms);
 	EXPECT_EQ(TIMED_FREEZE_WAIT_UMOUNT, a.gave_up);
 	killable(_metadata, &self->e);
 	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 'r'));
@@ -473,8 +481,9 @@ TEST_F_TIMEOUT(nbdfs, page_fault_inside_level2_timed, 120)
 	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 's'));
 	faulter = stuck_page_fault(&m);
 	ASSERT_LT(0, faulter) TH_LOG("the page fault did not wait for writeback");
-	ret = timed_freeze(&self->e, &a, &ms);
-	check_gave_up(_metadata, &self->e, ret, &a, ms);
+	/* One attempt, as in writer_inside_timed. */
+	ret = timed_freeze(&self->e, &a, 0, &ms);
+	check_gave_up(_metadata, &self->e, ret, &a, 0, ms);
 	EXPECT_EQ(TIMED_FREEZE_WAIT_LEVEL_PAGEFAULT, a.gave_up);
 	EXPECT_EQ(1ULL, a.writers_inside);
 	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 'r'));
@@ -498,7 +507,7 @@ TEST_F_TIMEOUT(nbdfs, stock_freeze_on_level2_holds_s_umount_timed, 120)
 	freezer = stock_freezer(self->e.mfd);
 	usleep(500 * 1000);
 	ASSERT_TRUE(tf_in_d_state(freezer));
-	ret = timed_freeze(&self->e, &a, &ms);
+	ret = timed_freeze(&self->e, &a, RETRIES, &ms);
 	TH_LOG("timed freeze: %d after %u attempts, %llu ms, gave up at wait %u",
 	       ret, a.attempts, ms, a.gave_up);
 	EXPECT_EQ(-ETIMEDOUT, ret);
