@@ -11,9 +11,12 @@
  * has it ('r'), waits for "go", writes a line to fsA, tells the test ('w'),
  * and waits for "answer" before it answers.
  *
- * fsB is a FUSE filesystem served by a libfuse3 daemon forked here, or
- * ext4 on /dev/nbd0 served by nbd.h's server.  struct vec_env is one
- * vector, set up and torn down by vector_setup() and vector_teardown():
+ * fsB is one of the seed thread's daemons (enum vec_kind): a FUSE
+ * filesystem served by a libfuse3 daemon forked here; ext4 on /dev/nbd0
+ * served by nbd.h's server; or an EROFS image file mounted file-backed,
+ * the image sparse on a third filesystem (fsC, ext4) and filled on demand
+ * by hsm.h's fanotify pre-content daemon.  struct vec_env is one vector,
+ * set up and torn down by vector_setup() and vector_teardown():
  * vector_test.c's fixture and vector_demo.c both use it.
  */
 #ifndef TF_VECTOR_H
@@ -25,56 +28,22 @@
 #include <sys/mman.h>
 #include <sys/sysmacros.h>
 
+#include "hsm.h"
 #include "nbd.h"
-#include "tf_util.h"
+#include "step.h"
 
-#define FILE_SIZE	(64 * 1024)
 /* How much later than timeout x attempts a timed-out freeze may return. */
 #define SLACK_MS	1500ULL
 
-static inline unsigned char pattern(size_t off)
-{
-	return (off * 7 + off / 4096) % 251;
-}
-
-static inline void fill_pattern(char *buf, size_t off, size_t size)
-{
-	for (size_t i = 0; i < size; i++)
-		buf[i] = pattern(off + i);
-}
-
-struct daemon_ctl {
-	int evt[2];	/* daemon -> test: 'r' got READ, 'w' wrote to fsA */
-	int go[2];	/* test -> daemon: write to fsA now */
-	int ans[2];	/* test -> daemon: answer now */
-	char fsa_file[128];
+enum vec_kind {
+	VEC_FUSE,
+	VEC_NBD,
+	VEC_EROFS,
 };
 
-static inline void d_signal(struct daemon_ctl *ctl, char c)
-{
-	if (write(ctl->evt[1], &c, 1) != 1)
-		_exit(3);
-}
-
-/* The daemon's part in the vector; 0, or -1 when told to give up. */
-static inline int vector_daemon_step(struct daemon_ctl *ctl)
-{
-	char c;
-	int fd;
-
-	d_signal(ctl, 'r');
-	/* Wait for the test's go: the freezer is pending by then. */
-	if (read(ctl->go[0], &c, 1) != 1)
-		return -1;
-	/* This is the write that the stock freeze blocks forever. */
-	fd = open(ctl->fsa_file, O_WRONLY | O_CREAT | O_APPEND, 0644);
-	if (fd < 0 || write(fd, "daemon wrote\n", 13) != 13)
-		_exit(4);
-	close(fd);
-	d_signal(ctl, 'w');
-	/* Then wait for the test's "answer" (at once, or held). */
-	return read(ctl->ans[0], &c, 1) == 1 ? 0 : -1;
-}
+static const char * const vec_kind_name[] = {
+	[VEC_FUSE] = "FUSE", [VEC_NBD] = "NBD", [VEC_EROFS] = "EROFS",
+};
 
 struct vec {
 	int mfd;		/* fsA */
@@ -122,69 +91,6 @@ static inline void *thread_freezer(void *arg)
 
 	v->freeze_ret = tf_freeze(v->dev, v->mfd, v->timeout_ms * NSEC_PER_MSEC,
 				  v->retries, 0, &v->args);
-	return NULL;
-}
-
-/* Wait up to @ms for the daemon to send @want; 1 when it did. */
-static inline int wait_event(int fd, char want, int ms)
-{
-	for (int i = 0; i < ms / 10; i++) {
-		char c;
-
-		if (read(fd, &c, 1) == 1 && c == want)
-			return 1;
-		usleep(10000);
-	}
-	return 0;
-}
-
-static inline int send_byte(int fd)
-{
-	return write(fd, "x", 1) == 1 ? 0 : -1;
-}
-
-/* Whether dest on fsA holds exactly the FUSE file's bytes. */
-static inline int dest_is_right(int mfd)
-{
-	static unsigned char buf[FILE_SIZE];
-	int fd = openat(mfd, "dest", O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	if (n != FILE_SIZE)
-		return 0;
-	for (size_t i = 0; i < FILE_SIZE; i++)
-		if (buf[i] != pattern(i))
-			return 0;
-	return 1;
-}
-
-/* Any task in D state?  The name of the first, or NULL. */
-static inline const char *task_in_d_state(void)
-{
-	static char name[64];
-	char path[64], line[512];
-	FILE *f;
-
-	for (int pid = 2; pid < 32768; pid++) {
-		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(line, sizeof(line), f)) {
-			char *r = strrchr(line, ')');
-
-			if (r && r[1] == ' ' && r[2] == 'D') {
-				snprintf(name, sizeof(name), "%.*s", (int)(r - line), line);
-				fclose(f);
-				return name;
-			}
-		}
-		fclose(f);
-	}
 	return NULL;
 }
 
@@ -270,51 +176,55 @@ struct vec_env {
 	int a_started;
 	unsigned int fuse_conn;	/* /sys/fs/fuse/connections/N */
 	struct nbd_srv nbd;	/* fsB on NBD: its server */
+	struct tf_fs fsc;	/* fsB on EROFS: fsC holds the image file */
+	struct hsm_srv hsm;	/* and its fanotify daemon */
+	const char *why;	/* set-up failed for want of this feature */
 };
+
+/* pattern() as a file "data" in a new directory @src; 0 or -1. */
+static inline int make_src_dir(const char *src)
+{
+	char path[192];
+	char *buf = malloc(FILE_SIZE);
+	int fd, ret = -1;
+
+	snprintf(path, sizeof(path), "%s/data", src);
+	if (!buf || mkdir(src, 0755))
+		goto out;
+	fill_pattern(buf, 0, FILE_SIZE);
+	fd = open(path, O_WRONLY | O_CREAT, 0444);
+	if (fd < 0)
+		goto out;
+	ret = write(fd, buf, FILE_SIZE) == FILE_SIZE ? 0 : -1;
+	close(fd);
+out:
+	free(buf);
+	return ret;
+}
 
 /* --- NBD: fsB is ext4 on /dev/nbd0, served by nbd.h's server --- */
 
 #define NBD_DEV		"/dev/nbd0"
 #define NBD_IMG_SIZE	(16 << 20)
 
-/* The server's READ hook, once armed: the daemon's part of the vector. */
-static inline int nbd_vector_step(void *arg)
-{
-	return vector_daemon_step(arg);
-}
-
 /* The image (with the pattern file), the server, /dev/nbd0 mounted. */
 static inline int nbd_setup(struct vec_env *self)
 {
-	char src[160], img[160], path[192];
-	int fd, ret = -1;
-	char *buf;
+	const int keep[] = { self->ctl.evt[1], self->ctl.go[0], self->ctl.ans[0], -1 };
+	char src[160], img[160];
+	int ret = -1;
 
 	snprintf(src, sizeof(src), "%s/src", self->fs.dir);
 	snprintf(img, sizeof(img), "%s/fsb.img", self->fs.dir);
-	snprintf(path, sizeof(path), "%s/data", src);
-	buf = malloc(FILE_SIZE);
-	if (!buf || mkdir(src, 0755))
-		return -1;
-	fill_pattern(buf, 0, FILE_SIZE);
-	fd = open(path, O_WRONLY | O_CREAT, 0444);
-	if (fd < 0 || write(fd, buf, FILE_SIZE) != FILE_SIZE)
-		return -1;
-	close(fd);
-	free(buf);
-	if (tf_run("truncate -s %d %s && mkfs.ext4 -q -F -b %d -d %s %s >/dev/null 2>&1",
+	if (make_src_dir(src) ||
+	    tf_run("truncate -s %d %s && mkfs.ext4 -q -F -b %d -d %s %s >/dev/null 2>&1",
 		   NBD_IMG_SIZE, img, NBD_BLKSIZE, src, img))
 		return -1;
-
-	{
-		const int keep[] = { self->ctl.evt[1], self->ctl.go[0], self->ctl.ans[0], -1 };
-
-		self->nbd.dev = NBD_DEV;
-		self->nbd.on_read = nbd_vector_step;
-		self->nbd.on_read_arg = &self->ctl;
-		if (nbd_start(&self->nbd, NBD_IMG_SIZE, img, keep))
-			return -1;
-	}
+	self->nbd.dev = NBD_DEV;
+	self->nbd.on_read = daemon_step;
+	self->nbd.on_read_arg = &self->ctl;
+	if (nbd_start(&self->nbd, NBD_IMG_SIZE, img, keep))
+		return -1;
 	for (int i = 0; i < 500 && ret; i++) {
 		ret = mount(NBD_DEV, self->v.src_mnt, "ext4", MS_RDONLY, "noload");
 		if (ret)
@@ -323,11 +233,58 @@ static inline int nbd_setup(struct vec_env *self)
 	return ret;
 }
 
-/* fsA of @type, the daemon and fsB (FUSE, or ext4 on NBD); 0 or -1. */
-static inline int vector_setup(struct vec_env *self, const char *type, int nbd)
+/*
+ * --- EROFS: fsB is an EROFS image mounted file-backed; the image file
+ * sits sparse on fsC (ext4) and hsm.h's daemon fills it on demand ---
+ *
+ * fsC, not fsA: with the image on fsA, A's fault would raise the
+ * pre-content event on an fsA file while A holds fsA's freeze protection,
+ * and fsnotify_file_area_perm()'s lockdep_assert_once(file_write_not_started())
+ * names exactly that.  The daemon's fill writes to fsA instead (its step),
+ * as an HSM daemon keeping its state or log on the root filesystem does.
+ */
+static inline int erofs_setup(struct vec_env *self)
+{
+	const int keep[] = { self->ctl.evt[1], self->ctl.go[0], self->ctl.ans[0], -1 };
+	char src[160], full[160], sparse[160];
+	struct stat st;
+
+	snprintf(src, sizeof(src), "%s/src", self->fs.dir);
+	snprintf(full, sizeof(full), "%s/erofs.img", self->fs.dir);
+	if (make_src_dir(src) ||
+	    tf_run("mkfs.erofs --quiet -Enoinline_data %s %s >/dev/null 2>&1", full, src) ||
+	    stat(full, &st) || tf_fs_setup(&self->fsc, "ext4"))
+		return -1;
+	snprintf(sparse, sizeof(sparse), "%s/erofs.img", self->fsc.mnt);
+	if (tf_run("truncate -s %lld %s", (long long)st.st_size, sparse))
+		return -1;
+	self->why = hsm_missing(sparse);
+	if (self->why)
+		return -1;
+	self->hsm.full = strdup(full);
+	self->hsm.sparse = strdup(sparse);
+	self->hsm.on_fill = daemon_step;
+	self->hsm.on_fill_arg = &self->ctl;
+	/* The mark first: the mount opens the image and reads it through that file. */
+	if (hsm_start(&self->hsm, keep))
+		return -1;
+	if (mount(sparse, self->v.src_mnt, "erofs", MS_RDONLY, NULL)) {
+		if (errno == ENOTBLK)
+			self->why = "no file-backed EROFS mounts (CONFIG_EROFS_FS_BACKED_BY_FILE)";
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * fsA of @type, the daemon and fsB of @kind; 0 or -1 (with @self->why set
+ * when the kernel lacks a feature the vector needs).
+ */
+static inline int vector_setup(struct vec_env *self, const char *type, enum vec_kind kind)
 {
 	struct stat st = {};
 
+	self->fsc.mfd = -1;
 	if (tf_fs_setup(&self->fs, type))
 		return -1;
 	self->v.dev = tf_open_dev();
@@ -339,8 +296,10 @@ static inline int vector_setup(struct vec_env *self, const char *type, int nbd)
 	if (mkdir(self->v.src_mnt, 0755) || pipe2(self->ctl.evt, O_NONBLOCK) ||
 	    pipe(self->ctl.go) || pipe(self->ctl.ans))
 		return -1;
-	if (nbd)
+	if (kind == VEC_NBD)
 		return nbd_setup(self);
+	if (kind == VEC_EROFS)
+		return erofs_setup(self);
 
 	self->daemon = fork();
 	if (self->daemon < 0)
@@ -378,13 +337,18 @@ static inline void vector_teardown(struct vec_env *self)
 		pthread_join(self->a, NULL);
 	umount2(self->v.src_mnt, MNT_DETACH);
 	nbd_stop(&self->nbd);
-	/* The FUSE daemon (the NBD server is nbd_stop()'s); 0 would be our group. */
+	hsm_stop(&self->hsm);
+	/* The FUSE daemon (the others are *_stop()'s); 0 would be our group. */
 	if (self->daemon > 0) {
 		kill(self->daemon, SIGKILL);
 		waitpid(self->daemon, NULL, 0);
 	}
 	close(self->v.dev);
 	tf_fs_teardown(&self->fs);
+	if (self->fsc.dir[0])
+		tf_fs_teardown(&self->fsc);
+	free((void *)self->hsm.full);
+	free((void *)self->hsm.sparse);
 }
 
 /* Abort the FUSE connection: every request in flight fails. */
@@ -403,15 +367,32 @@ static inline int abort_fuse(struct vec_env *self)
 	return ret;
 }
 
+/*
+ * The stock freeze's way out: make the daemon's held request fail, so
+ * that A's fault fails and A leaves fsA's write protection.  FUSE: abort
+ * the connection; EROFS: the HSM daemon answers FAN_DENY_ERRNO(EIO) to it
+ * and to every later event (its step stays blocked in its write to fsA,
+ * in another thread).  0 or -1.
+ */
+static inline int vector_rescue(struct vec_env *self)
+{
+	if (self->hsm.pid > 0)
+		return hsm_cmd(&self->hsm, 'x');
+	if (self->daemon > 0)
+		return abort_fuse(self);
+	return -1;
+}
+
 /* Thread A in the write, its fault in the daemon's READ handler. */
 static inline int start_thread_a(struct vec_env *self)
 {
 	char path[192];
 	struct stat st;
 
-	/* NBD: read the inode now; the next READ is then A's data. */
+	/* NBD, EROFS: read the inode now; the next read is then A's data. */
 	snprintf(path, sizeof(path), "%s/data", self->v.src_mnt);
-	if (stat(path, &st) || (self->nbd.pid > 0 && nbd_cmd(&self->nbd, 'v')))
+	if (stat(path, &st) || (self->nbd.pid > 0 && nbd_cmd(&self->nbd, 'v')) ||
+	    (self->hsm.pid > 0 && hsm_cmd(&self->hsm, 'v')))
 		return -1;
 	if (pthread_create(&self->a, NULL, thread_a, &self->v))
 		return -1;
