@@ -5,7 +5,7 @@
 #   make              build the module against the cached test kernel
 #   make KDIR=DIR     build the module against another (built) kernel tree
 #   make check        set-up, test kernel, module, tests in a VM
-#   make demo         the deadlock vector, broken, in a VM
+#   make demo         the deadlock vector, broken, in a VM (VECTOR=fuse|erofs)
 #   make bench        timed freeze vs stock FIFREEZE, side by side (results/bench/)
 #   make kernel       set-up and the cached test kernel only
 #   make tools        the userspace tools (tools/tfreeze)
@@ -71,7 +71,7 @@ bench: module selftests
 	$(SCRIPTS)/bench
 
 demo: module selftests
-	$(SCRIPTS)/demo
+	$(SCRIPTS)/demo $(VECTOR)
 
 clean:
 	-[ -z "$(KDIR_DEP)" ] || [ ! -d "$(KDIR)" ] || $(KMAKE) clean

@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * make demo: the deadlock vector of vector_test.c (FUSE, ext4), told step
- * by step to a person: the stock FIFREEZE wedging until the FUSE connection
- * is aborted (the writer's data lost), then the timed freeze timing out,
- * undoing itself so the daemon's write gets through, and freezing fsA on
- * its retry with nothing lost.
+ * make demo: the deadlock vector of vector_test.c, told step by step to a
+ * person: the stock FIFREEZE wedging until the daemon's request is failed
+ * (the writer's data lost), then the timed freeze timing out, undoing
+ * itself so the daemon's write gets through, and freezing fsA on its retry
+ * with nothing lost.
+ *
+ *   vector_demo [fuse|erofs]
+ *
+ * fuse (the default): fsB is a FUSE filesystem; erofs: fsB is an EROFS
+ * image mounted file-backed, filled on demand by a fanotify HSM daemon.
  */
 #include <stdarg.h>
 
@@ -29,22 +34,35 @@ static void say(const char *fmt, ...)
 	fflush(stdout);
 }
 
+static enum vec_kind kind = VEC_FUSE;
+
 /* Thread A in its write, faulting on fsB; the daemon holds the fault. */
 static int demo_start(struct vec_env *self, const char *type)
 {
-	if (vector_setup(self, type, 0)) {
-		say("  set-up failed: %s", strerror(errno));
+	if (vector_setup(self, type, kind)) {
+		say("  set-up failed: %s", self->why ? self->why : strerror(errno));
 		return -1;
 	}
 	say("  fsA: a fresh %s on a loop device, mounted at %s", type, self->fs.mnt);
-	say("  fsB: a FUSE filesystem at %s, served by a daemon (pid %d)",
-	    self->v.src_mnt, self->daemon);
+	if (kind == VEC_EROFS) {
+		say("  fsB: an EROFS image mounted file-backed at %s; the image file",
+		    self->v.src_mnt);
+		say("       is sparse on fsC (%s), filled on demand by a fanotify", self->fsc.mnt);
+		say("       pre-content (HSM) daemon (pid %d)", self->hsm.pid);
+	} else {
+		say("  fsB: a FUSE filesystem at %s, served by a daemon (pid %d)",
+		    self->v.src_mnt, self->daemon);
+	}
 	if (send_byte(self->ctl.ans[1]) || start_thread_a(self)) {
 		say("  thread A did not reach the daemon");
 		return -1;
 	}
 	say("  thread A: write(fsA file, mmap(fsB file)) - its page fault is now");
-	say("            a READ request in the daemon, and A holds fsA's freeze lock");
+	if (kind == VEC_EROFS)
+		say("            EROFS reading the image: a FAN_PRE_ACCESS event in the daemon,");
+	else
+		say("            a READ request in the daemon,");
+	say("            and A holds fsA's freeze lock");
 	return 0;
 }
 
@@ -73,9 +91,12 @@ static int demo_stock(void)
 	say("  after %.0f ms: FIFREEZE has not returned, the daemon's write %s,",
 	    ms_since(t0), wait_event(self.ctl.evt[0], 'w', 10) ? "went through (?)" : "is stuck");
 	say("  and A waits for the daemon: A -> daemon -> freezer -> A. Deadlock.");
-	say("  Rescue: abort the FUSE connection (/sys/fs/fuse/connections/%u/abort).",
-	    self.fuse_conn);
-	if (abort_fuse(&self))
+	if (kind == VEC_EROFS)
+		say("  Rescue: the HSM daemon answers the event FAN_DENY_ERRNO(EIO).");
+	else
+		say("  Rescue: abort the FUSE connection (/sys/fs/fuse/connections/%u/abort).",
+		    self.fuse_conn);
+	if (vector_rescue(&self))
 		goto out;
 	pthread_join(self.a, NULL);
 	self.a_started = 0;
@@ -130,21 +151,28 @@ static int demo_timed(void)
 	say("  FITHAW: it completes.");
 	pthread_join(self.a, NULL);
 	self.a_started = 0;
-	say("  thread A's write: %zd bytes, %s the FUSE file.", self.v.a_ret,
+	say("  thread A's write: %zd bytes, %s the %s file.", self.v.a_ret,
 	    self.v.a_ret == FILE_SIZE && dest_is_right(self.fs.mfd) ?
-	    "identical to" : "NOT identical to");
+	    "identical to" : "NOT identical to", vec_kind_name[kind]);
 	ret = !(self.v.a_ret == FILE_SIZE && dest_is_right(self.fs.mfd));
 out:
 	vector_teardown(&self);
 	return ret;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	int stock, timed;
 
+	if (argc > 2 || (argc == 2 && strcmp(argv[1], "fuse") && strcmp(argv[1], "erofs"))) {
+		fprintf(stderr, "usage: %s [fuse|erofs]\n", argv[0]);
+		return 2;
+	}
+	if (argc == 2 && !strcmp(argv[1], "erofs"))
+		kind = VEC_EROFS;
 	say("The deadlock vector of the linux-fsdevel thread, for real:");
-	say("a writer to fsA faults on a FUSE file (fsB) while the FUSE daemon");
+	say("a writer to fsA faults on a %s file (fsB) while its daemon",
+	    kind == VEC_EROFS ? "file-backed EROFS" : "FUSE");
 	say("needs to write to fsA, and somebody freezes fsA in between.");
 	stock = demo_stock();
 	timed = demo_timed();

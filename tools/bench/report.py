@@ -25,9 +25,9 @@ def main(output, outdir):
             case, fs, method, rep, value = line[4:].split(",")
             samples.append((case, fs, method, int(rep), float(value)))
         m = re.search(r"(held_daemon_times_out_unfrozen|timed_freeze_breaks_the_chain):"
-                      r"freeze: (-?\d+) after (\d+) attempts, (\d+) ms", line)
+                      r"(\w+): freeze: (-?\d+) after (\d+) attempts, (\d+) ms", line)
         if m:
-            vector.append((m.group(1), int(m.group(3)), int(m.group(4))))
+            vector.append((m.group(1), m.group(2), int(m.group(4)), int(m.group(5))))
     if not samples:
         sys.exit("report: no samples")
     with open(outdir / "samples.csv", "w", newline="") as f:
@@ -56,17 +56,21 @@ def main(output, outdir):
                     f"{statistics.median(v):.1f} {unit[case]} | {p99(v):.1f} {unit[case]} | "
                     f"{ratio:.3f} |")
     if vector:
-        rows += ["", "| deadlock vector (FUSE and NBD, ext4 and xfs) | n | median | worst |",
-                 "| --- | --- | --- | --- |"]
-        over = [ms - 300 * att for name, att, ms in vector if name.startswith("held")]
-        ok = [ms for name, att, ms in vector if name.startswith("timed")]
-        if over:
-            rows.append(f"| daemon never answers: ETIMEDOUT overshoot past 3 x 300 ms | "
-                        f"{len(over)} | {statistics.median(over)} ms | {max(over)} ms |")
-        if ok:
-            rows.append(f"| daemon answers: time to a successful freeze (timeout 1 s) | "
-                        f"{len(ok)} | {statistics.median(ok)} ms | {max(ok)} ms |")
-        rows.append("| stock FIFREEZE | - | does not return | (watchdog 3 s, then rescued) |")
+        rows += ["", "| deadlock vector (fsA ext4 and xfs) | fsB | n | median | worst |",
+                 "| --- | --- | --- | --- | --- |"]
+        for kind in sorted({k for _, k, _, _ in vector}):
+            over = [ms - 300 * att for name, k, att, ms in vector
+                    if k == kind and name.startswith("held")]
+            ok = [ms for name, k, att, ms in vector if k == kind and name.startswith("timed")]
+            if over:
+                rows.append(f"| daemon never answers: ETIMEDOUT overshoot past 3 x 300 ms | "
+                            f"{kind} | {len(over)} | {statistics.median(over)} ms | "
+                            f"{max(over)} ms |")
+            if ok:
+                rows.append(f"| daemon answers: time to a successful freeze (timeout 1 s) | "
+                            f"{kind} | {len(ok)} | {statistics.median(ok)} ms | {max(ok)} ms |")
+        rows.append("| stock FIFREEZE | FUSE, EROFS | - | does not return | "
+                    "(watchdog 3 s, then rescued) |")
     table = "\n".join(rows) + "\n"
     (outdir / "table.md").write_text(table)
     print(table)
