@@ -283,6 +283,8 @@ static inline int hsm_start(struct hsm_srv *s, const int *keep)
 	close(dst);
 	close(s->ctl[0]);
 	close(s->ack[1]);
+	/* A daemon that died fails hsm_cmd() with EPIPE, not the test with SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
 	return read(s->ack[0], &c, 1) == 1 && c == 'm' ? 0 : -1;
 }
 

@@ -184,7 +184,7 @@ static void check_shape(struct __test_metadata *_metadata, struct hsm_env *e,
 			enum shape shape)
 {
 	struct thread_a a = { .e = e, .shape = shape };
-	int returned, before;
+	int returned, before = -1;
 	const char *d;
 	pthread_t t;
 	pid_t freezer;
@@ -206,7 +206,7 @@ static void check_shape(struct __test_metadata *_metadata, struct hsm_env *e,
 
 	if (returned < 0) {
 		/* Wedged: rescue as vector_test.c's stock case does, and stop. */
-		EXPECT_EQ(0, hsm_cmd(&e->hsm, 'x'));
+		ASSERT_EQ(0, hsm_cmd(&e->hsm, 'x'));
 		send_byte(a.go[1]);
 		pthread_join(t, NULL);
 		EXPECT_EQ(0, tf_wait_child(freezer, 5000));
@@ -216,18 +216,19 @@ static void check_shape(struct __test_metadata *_metadata, struct hsm_env *e,
 	/* The daemon's fill writes to fsA: frozen, it waits for FITHAW. */
 	ASSERT_EQ(0, send_byte(e->ctl.go[1]));
 	EXPECT_FALSE(wait_event(e->ctl.evt[0], 'w', 300));
-	EXPECT_EQ(0, ioctl(e->fsa.mfd, FITHAW, 0));
-	EXPECT_TRUE(wait_event(e->ctl.evt[0], 'w', 5000));
+	ASSERT_EQ(0, ioctl(e->fsa.mfd, FITHAW, 0));
+	ASSERT_TRUE(wait_event(e->ctl.evt[0], 'w', 5000));
 	ASSERT_EQ(0, send_byte(e->ctl.ans[1]));
 
 	if (shape == SHAPE_MMAP) {
 		EXPECT_TRUE(wait_event(a.mapped[0], 'x', 5000));
-		if (a.failed)
-			TH_LOG("thread A: %s: %s", a.failed, strerror(a.err));
 		before = hsm_answered(&e->hsm);
+		ASSERT_LE(0, before);
 		ASSERT_EQ(0, send_byte(a.go[1]));
 	}
 	pthread_join(t, NULL);
+	if (a.failed)
+		TH_LOG("thread A: %s: %s", a.failed, strerror(a.err));
 	/* 6.14+: the fault inside write() raised no event. */
 	if (shape == SHAPE_MMAP)
 		EXPECT_EQ(before, hsm_answered(&e->hsm));

@@ -328,29 +328,6 @@ static inline int vector_setup(struct vec_env *self, const char *type, enum vec_
 	return 0;
 }
 
-static inline void vector_teardown(struct vec_env *self)
-{
-	ioctl(self->fs.mfd, FITHAW, 0);
-	send_byte(self->ctl.go[1]);
-	send_byte(self->ctl.ans[1]);
-	if (self->a_started)
-		pthread_join(self->a, NULL);
-	umount2(self->v.src_mnt, MNT_DETACH);
-	nbd_stop(&self->nbd);
-	hsm_stop(&self->hsm);
-	/* The FUSE daemon (the others are *_stop()'s); 0 would be our group. */
-	if (self->daemon > 0) {
-		kill(self->daemon, SIGKILL);
-		waitpid(self->daemon, NULL, 0);
-	}
-	close(self->v.dev);
-	tf_fs_teardown(&self->fs);
-	if (self->fsc.dir[0])
-		tf_fs_teardown(&self->fsc);
-	free((void *)self->hsm.full);
-	free((void *)self->hsm.sparse);
-}
-
 /* Abort the FUSE connection: every request in flight fails. */
 static inline int abort_fuse(struct vec_env *self)
 {
@@ -381,6 +358,38 @@ static inline int vector_rescue(struct vec_env *self)
 	if (self->daemon > 0)
 		return abort_fuse(self);
 	return -1;
+}
+
+static inline void vector_teardown(struct vec_env *self)
+{
+	if (self->a_started && pthread_tryjoin_np(self->a, NULL)) {
+		/*
+		 * A case ended with A still in its fault, the daemon's step
+		 * perhaps blocked behind a stock freezer: fail the daemon's
+		 * request first, so that A leaves and that freezer completes.
+		 */
+		vector_rescue(self);
+		pthread_join(self->a, NULL);
+		for (int i = 0; i < 100 && ioctl(self->fs.mfd, FITHAW, 0); i++)
+			usleep(50 * 1000);
+	}
+	ioctl(self->fs.mfd, FITHAW, 0);
+	send_byte(self->ctl.go[1]);
+	send_byte(self->ctl.ans[1]);
+	umount2(self->v.src_mnt, MNT_DETACH);
+	nbd_stop(&self->nbd);
+	hsm_stop(&self->hsm);
+	/* The FUSE daemon (the others are *_stop()'s); 0 would be our group. */
+	if (self->daemon > 0) {
+		kill(self->daemon, SIGKILL);
+		waitpid(self->daemon, NULL, 0);
+	}
+	close(self->v.dev);
+	tf_fs_teardown(&self->fs);
+	if (self->fsc.dir[0])
+		tf_fs_teardown(&self->fsc);
+	free((void *)self->hsm.full);
+	free((void *)self->hsm.sparse);
 }
 
 /* Thread A in the write, its fault in the daemon's READ handler. */
