@@ -233,11 +233,7 @@ static inline void hsm_main(struct hsm_srv *s, int src, int dst)
 /* Sends a command to the daemon and waits for its acknowledgment; 0 or -1. */
 static inline int hsm_cmd(struct hsm_srv *s, char c)
 {
-	char a;
-
-	if (write(s->ctl[1], &c, 1) != 1 || read(s->ack[0], &a, 1) != 1)
-		return -1;
-	return a == c ? 0 : -1;
+	return tf_cmd(s->ctl[1], s->ack[0], c);
 }
 
 /* How many events the daemon has answered, or -1. */
@@ -269,14 +265,9 @@ static inline int hsm_start(struct hsm_srv *s, const int *keep)
 	if (s->pid < 0)
 		return -1;
 	if (s->pid == 0) {
-		for (int fd = 3; fd < 1024; fd++) {
-			int k = fd == s->ctl[0] || fd == s->ack[1] || fd == src || fd == dst;
+		const int own[] = { s->ctl[0], s->ack[1], src, dst };
 
-			for (const int *p = keep; p && *p >= 0; p++)
-				k |= fd == *p;
-			if (!k)
-				close(fd);
-		}
+		tf_close_fds_but(own, 4, keep);
 		hsm_main(s, src, dst);
 	}
 	close(src);

@@ -174,11 +174,7 @@ static void *nbd_doit(void *arg)
 /* Sends a command to the server and waits for its acknowledgment; 0 or -1. */
 static int nbd_cmd(struct nbd_srv *s, char c)
 {
-	char a;
-
-	if (write(s->ctl[1], &c, 1) != 1 || read(s->ack[0], &a, 1) != 1)
-		return -1;
-	return a == c ? 0 : -1;
+	return tf_cmd(s->ctl[1], s->ack[0], c);
 }
 
 /*
@@ -203,15 +199,9 @@ static int nbd_start(struct nbd_srv *s, unsigned long long size, const char *img
 	if (s->pid < 0)
 		return -1;
 	if (s->pid == 0) {
-		for (int fd = 3; fd < 1024; fd++) {
-			int k = fd == s->sock[1] || fd == s->ctl[0] || fd == s->ack[1] ||
-				fd == imgfd;
+		const int own[] = { s->sock[1], s->ctl[0], s->ack[1], imgfd };
 
-			for (const int *p = keep; p && *p >= 0; p++)
-				k |= fd == *p;
-			if (!k)
-				close(fd);
-		}
+		tf_close_fds_but(own, 4, keep);
 		nbd_server_main(s, s->sock[1], size, imgfd);
 	}
 	close(s->sock[1]);

@@ -110,6 +110,35 @@ static inline void tf_fs_teardown(struct tf_fs *fs)
 	rmdir(fs->dir);
 }
 
+/*
+ * In a forked daemon: closes every fd above stderr but @own's (@n of
+ * them) and @keep's (-1 ends it; may be NULL), so that it holds nothing
+ * of the test's open (fsA must unmount later).
+ */
+static inline void tf_close_fds_but(const int *own, int n, const int *keep)
+{
+	for (int fd = 3; fd < 1024; fd++) {
+		int k = 0;
+
+		for (int i = 0; i < n; i++)
+			k |= fd == own[i];
+		for (const int *p = keep; p && *p >= 0; p++)
+			k |= fd == *p;
+		if (!k)
+			close(fd);
+	}
+}
+
+/* Sends command @c on @out and waits for its acknowledgment on @in; 0 or -1. */
+static inline int tf_cmd(int out, int in, char c)
+{
+	char a;
+
+	if (write(out, &c, 1) != 1 || read(in, &a, 1) != 1)
+		return -1;
+	return a == c ? 0 : -1;
+}
+
 static inline int tf_open_dev(void)
 {
 	return open(TIMED_FREEZE_DEVICE, O_RDWR | O_CLOEXEC);

@@ -306,10 +306,9 @@ static inline int vector_setup(struct vec_env *self, const char *type, enum vec_
 		return -1;
 	if (self->daemon == 0) {
 		/* Hold nothing of the test's open: fsA must unmount later. */
-		for (int fd = 3; fd < 1024; fd++)
-			if (fd != self->ctl.evt[1] && fd != self->ctl.go[0] &&
-			    fd != self->ctl.ans[0])
-				close(fd);
+		const int own[] = { self->ctl.evt[1], self->ctl.go[0], self->ctl.ans[0] };
+
+		tf_close_fds_but(own, 3, NULL);
 		dctl = &self->ctl;
 		daemon_main(self->v.src_mnt);
 	}
