@@ -15,8 +15,12 @@
 //!   `SB_BORN` killably with the deadline; `wait_for_partially_frozen()` waits with the
 //!   deadline and retakes `s_umount` so too;
 //! - the three `sb_wait_write()` before the sync are timed and killable
-//!   ([`PercpuRwSem::down_write_timeout`]); the level-3 one is a drain made before the sync
+//!   ([`PercpuRwSem::down_write_switched`]); the level-3 one is a drain made before the sync
 //!   and released at once, and the level-3 wait after the sync is the kernel's own, untimed;
+//! - the readers of the three levels are switched to their slow path before the first
+//!   `sb_wait_write()`, all with one grace period ([`switch_levels`]), where each
+//!   `percpu_down_write()` waits for one of its own; the switch blocks no reader, only
+//!   `block`, taken level by level in the original order, does;
 //! - between level 2 and the sync, a thread of ours syncs the filesystem
 //!   ([`crate::presync`]) and the attempt waits for it with the deadline; `frozen` is set to
 //!   `SB_FREEZE_PAGEFAULT` only at the sync after it, not before the level-2 wait;
@@ -38,10 +42,12 @@
 //!   types hold the lock: [`UmountGuard`]);
 //! - `lockdep_sb_freeze_release()` passes 0 as the call site, not `_THIS_IP_`;
 //! - the fault points ([`crate::fault`]: a level wait, the sync before and after
-//!   `->sync_fs()`) are ours, off unless armed.
+//!   `->sync_fs()`) are ours, off unless armed;
+//! - the bench's stage marks ([`stage::mark`]) are ours, recording nothing unless armed.
 
 use crate::fault;
-use crate::percpu_rwsem::{Deadline, PercpuRwSem, PercpuWriteGuard};
+use crate::helpers::stage;
+use crate::percpu_rwsem::{Deadline, PercpuRwSem, PercpuWriteGuard, ReaderSwitch};
 use crate::rcu_sync::GracePeriod;
 use crate::{helpers, presync, uapi};
 use core::{ffi::c_void, ptr::addr_of_mut};
@@ -51,7 +57,7 @@ use kernel::{
     prelude::*,
     sync::atomic::{Acquire, Atomic, Full, Relaxed},
     time::{delay::fsleep, Delta, Instant, Monotonic},
-    types::Opaque,
+    types::{Opaque, ScopeGuard},
 };
 
 // fs/super.c: `sb->s_writers.frozen` values (enum in include/linux/fs/super_types.h).
@@ -590,15 +596,45 @@ impl From<Error> for AttemptError {
     }
 }
 
-/// A timed wait for the writers of level `level`, with its fault point.
+/// The readers of the three levels switched to their slow path with one grace period, ahead of
+/// the first level's wait; `None`s (each level switches its own) when the bench asks for the
+/// stock order ([`stage::switch_each_level`]).
+fn switch_levels(sb: &SuperBlock, gp: GracePeriod) -> [Option<ReaderSwitch<'_>>; 3] {
+    if stage::switch_each_level() {
+        return [None, None, None];
+    }
+    stage::mark(stage::switch(SB_FREEZE_WRITE));
+    let switches = PercpuRwSem::switch_readers_of(
+        [
+            sb.level(SB_FREEZE_WRITE),
+            sb.level(SB_FREEZE_PAGEFAULT),
+            sb.level(SB_FREEZE_FS),
+        ],
+        gp,
+    );
+    stage::mark(stage::switched(SB_FREEZE_WRITE));
+    switches.map(Some)
+}
+
+/// A timed wait for the writers of level `level`, with its fault point; its readers switched
+/// by `switch` when given (by [`switch_levels`]), here otherwise.
 fn level_down_write<'a>(
     sb: &'a SuperBlock,
     level: u16,
     deadline: &Deadline,
     gp: GracePeriod,
+    switch: Option<ReaderSwitch<'a>>,
 ) -> Result<PercpuWriteGuard<'a>, AttemptError> {
     let sem = sb.level(level);
-    match sem.down_write_timeout(deadline, gp) {
+    let switch = switch.unwrap_or_else(|| {
+        stage::mark(stage::switch(level));
+        let switch = sem.switch_readers(gp);
+        stage::mark(stage::switched(level));
+        switch
+    });
+    let ret = sem.down_write_switched(switch, deadline);
+    stage::mark(stage::drained(level));
+    match ret {
         Ok(g) if fault::should_fail(fault::Point::LevelWait, level) => {
             let writers = sem.readers();
             drop(g);
@@ -706,6 +742,8 @@ fn freeze_attempt(
 ) -> Result<(), AttemptError> {
     let (who, owner) = p.holder.who();
     let umount = |e| AttemptError::gave_up(e, uapi::WAIT_UMOUNT, 0);
+    stage::mark(stage::BEGIN);
+    let _end = ScopeGuard::new(|| stage::mark(stage::END));
 
     // [timed-freeze] A sync of ours from an earlier attempt, still waiting for the storage,
     // holds s_umount: wait for it first, and say so if it does not finish.
@@ -767,7 +805,9 @@ fn freeze_attempt(
     s.set_frozen(SB_FREEZE_WRITE);
     // Release s_umount to preserve sb_start_write -> s_umount ordering
     let sb = s.unlock();
-    let w = level_down_write(sb, SB_FREEZE_WRITE, deadline, p.gp);
+    // [timed-freeze] The readers of all three levels switched with one grace period.
+    let [write_switch, pagefault_switch, fs_switch] = switch_levels(sb, p.gp);
+    let w = level_down_write(sb, SB_FREEZE_WRITE, deadline, p.gp, write_switch);
     let mut s = match (w, sb.lock_excl_active(deadline)) {
         (Ok(g), Ok(s)) => {
             levels.hold(SB_FREEZE_WRITE, g);
@@ -784,7 +824,7 @@ fn freeze_attempt(
     // Now we go and block page faults...
     // [timed-freeze] `frozen` stays SB_FREEZE_WRITE until the commit point: the bounded
     // sync below must not look like a freeze to the filesystem's ->sync_fs().
-    match level_down_write(sb, SB_FREEZE_PAGEFAULT, deadline, p.gp) {
+    match level_down_write(sb, SB_FREEZE_PAGEFAULT, deadline, p.gp, pagefault_switch) {
         Ok(g) => levels.hold(SB_FREEZE_PAGEFAULT, g),
         Err(e) => return Err(undo(s, levels, e)),
     }
@@ -794,7 +834,9 @@ fn freeze_attempt(
     // With a timeout of 0 this is left to the sync at the commit point.
     if !p.timeout.is_zero() {
         let sb = s.unlock();
+        stage::mark(stage::SYNC);
         let ret = presync::presync(sb, deadline);
+        stage::mark(stage::SYNCED);
         let relock = sb.lock_excl_active(deadline);
         s = match (ret, relock) {
             (Ok(()), Ok(s)) => s,
@@ -807,7 +849,7 @@ fn freeze_attempt(
     // [timed-freeze] Nothing may fail after the sync below (see the module docs), so the
     // wait for the fs-internal writers that may fail is made now: their drain, with the
     // deadline, released again for the sync, whose own writeback needs them.
-    match level_down_write(sb, SB_FREEZE_FS, deadline, p.gp) {
+    match level_down_write(sb, SB_FREEZE_FS, deadline, p.gp, fs_switch) {
         Ok(g) => drop(g),
         Err(e) => return Err(undo(s, levels, e)),
     }
@@ -816,7 +858,10 @@ fn freeze_attempt(
     s.set_frozen(SB_FREEZE_PAGEFAULT);
 
     // All writers are done so after syncing there won't be dirty data
-    let sync_err = match sync_steps(sb, &|_| {}, true) {
+    stage::mark(stage::SYNC);
+    let sync_ret = sync_steps(sb, &|_| {}, true);
+    stage::mark(stage::SYNCED);
+    let sync_err = match sync_ret {
         Ok(()) => None,
         Err(SyncError::Before(e)) => return Err(undo(s, levels, e.into())),
         Err(SyncError::After(e)) => Some(e),
@@ -825,6 +870,7 @@ fn freeze_attempt(
     // Now wait for internal filesystem counter
     s.set_frozen(SB_FREEZE_FS);
     levels.hold(SB_FREEZE_FS, sb.level(SB_FREEZE_FS).down_write());
+    stage::mark(stage::drained(SB_FREEZE_FS));
 
     if let Some(freeze_fs) = sb.ops().freeze_fs {
         // SAFETY: The filesystem's own callback, called as freeze_super() calls it.

@@ -64,4 +64,53 @@ extern "C" {
         head: *mut bindings::callback_head,
         func: bindings::rcu_callback_t,
     );
+    // rust/stages.c
+    fn tf_stage_mark(stage: c_uint);
+    fn tf_switch_each_level() -> bool;
+    pub(crate) fn tf_stages_init();
+    pub(crate) fn tf_stages_exit();
+}
+
+/// The bench's per-stage clock (`rust/stages.c`): marks that record nothing unless the bench
+/// armed the clock for the current task.
+pub(crate) mod stage {
+    use kernel::prelude::*;
+
+    /// An attempt starts.
+    pub(crate) const BEGIN: u32 = 0;
+    /// The sync starts (the one before the commit point, and the one at it).
+    pub(crate) const SYNC: u32 = 10;
+    /// The sync returned.
+    pub(crate) const SYNCED: u32 = 11;
+    /// The attempt returns.
+    pub(crate) const END: u32 = 12;
+
+    /// The reader switch of `level` (1..=3) starts.
+    pub(crate) fn switch(level: u16) -> u32 {
+        u32::from(level)
+    }
+
+    /// The reader switch of `level` is done (its grace period passed).
+    pub(crate) fn switched(level: u16) -> u32 {
+        3 + u32::from(level)
+    }
+
+    /// The writers of `level` have drained.
+    pub(crate) fn drained(level: u16) -> u32 {
+        6 + u32::from(level)
+    }
+
+    /// Marks `id` now.
+    pub(crate) fn mark(id: u32) {
+        // SAFETY: No preconditions; an unknown id is ignored.
+        unsafe { super::tf_stage_mark(id as c_uint) }
+    }
+
+    /// For the bench: whether each level's readers are to be switched with a grace period of
+    /// their own, as `freeze_super()` does, not all three with one (debugfs
+    /// `switch_each_level`, off by default).
+    pub(crate) fn switch_each_level() -> bool {
+        // SAFETY: Reads a flag; no preconditions.
+        unsafe { super::tf_switch_each_level() }
+    }
 }

@@ -25,7 +25,10 @@
 //! - lockdep sees an address in this module (`ip()`) as the call site, not the caller's
 //!   `_RET_IP_`;
 //! - the reader switch is [`RcuSync::enter`], our mirror of `rcu_sync_enter()`, which may use
-//!   an expedited grace period.
+//!   an expedited grace period;
+//! - the reader switch can be made ahead of the lock, for several semaphores with one grace
+//!   period ([`PercpuRwSem::switch_readers_of`], then [`PercpuRwSem::down_write_switched`]);
+//!   lockdep then sees the write side acquired after the switch, not before it.
 
 use crate::helpers;
 use crate::rcu_sync::{GracePeriod, RcuSync};
@@ -150,6 +153,25 @@ impl PercpuRwSem {
         self.rss().is_idle()
     }
 
+    /// Step 2 of [`Self::down_write_timeout`] alone: switches this semaphore's readers to their
+    /// slow path ([`RcuSync::enter`]), for [`Self::down_write_switched`] to take the lock later.
+    pub(crate) fn switch_readers(&self, gp: GracePeriod) -> ReaderSwitch<'_> {
+        self.rss().enter(gp);
+        // INVARIANT: entered above.
+        ReaderSwitch { sem: self }
+    }
+
+    /// [`Self::switch_readers`] for several semaphores, with one grace period for all
+    /// ([`RcuSync::enter_all`]) where one each would be waited for in turn.
+    pub(crate) fn switch_readers_of<'a, const N: usize>(
+        sems: [&'a PercpuRwSem; N],
+        gp: GracePeriod,
+    ) -> [ReaderSwitch<'a>; N] {
+        RcuSync::enter_all(sems.map(|s| s.rss()), gp);
+        // INVARIANT: each entered above.
+        sems.map(|sem| ReaderSwitch { sem })
+    }
+
     /// Takes the write lock, giving up at `deadline` or on a fatal signal.
     ///
     /// The steps of `percpu_down_write()`, in their order:
@@ -171,26 +193,60 @@ impl PercpuRwSem {
         deadline: &Deadline,
         gp: GracePeriod,
     ) -> Result<PercpuWriteGuard<'_>, WaitError> {
-        let sem = self.as_raw();
         kernel::task::might_sleep();
         // SAFETY: The semaphore is initialised (type invariant).
-        unsafe { helpers::tf_percpu_rwsem_lockdep_acquire(sem, ip()) };
+        unsafe { helpers::tf_percpu_rwsem_lockdep_acquire(self.as_raw(), ip()) };
 
         // Notify readers to take the slow path.
-        self.rss().enter(gp);
+        let switch = self.switch_readers(gp);
+        self.down_write_locked(switch, deadline)
+    }
 
+    /// [`Self::down_write_timeout`] after its step 2, made earlier by `switch`: steps 1, 3
+    /// and 4, with the same undo, which ends `switch` too.
+    ///
+    /// Step 1 comes after step 2 here, where `percpu_down_write()` makes it first: lockdep
+    /// sees the write side taken from the wait for `sem->block` on, which is where it can
+    /// first wait for a reader. The switch takes no lock of the semaphore's class.
+    pub(crate) fn down_write_switched(
+        &self,
+        switch: ReaderSwitch<'_>,
+        deadline: &Deadline,
+    ) -> Result<PercpuWriteGuard<'_>, WaitError> {
+        if !core::ptr::eq(switch.sem, self) {
+            warn_on_once!(true);
+            return Err(WaitError {
+                err: EINVAL,
+                readers: 0,
+            });
+        }
+        kernel::task::might_sleep();
+        // SAFETY: The semaphore is initialised (type invariant).
+        unsafe { helpers::tf_percpu_rwsem_lockdep_acquire(self.as_raw(), ip()) };
+        self.down_write_locked(switch, deadline)
+    }
+
+    /// Steps 3 and 4, lockdep having acquired the write side and `switch` having switched
+    /// the readers.
+    fn down_write_locked(
+        &self,
+        switch: ReaderSwitch<'_>,
+        deadline: &Deadline,
+    ) -> Result<PercpuWriteGuard<'_>, WaitError> {
         // Try set sem->block; this provides writer-writer exclusion. Having sem->block set
         // makes new readers block.
         if let Err(err) = self.wait_block(deadline) {
             let readers = self.readers();
             // Undo what percpu_up_write() would not: we never owned `block`.
-            // SAFETY: Acquired above, in this task.
-            unsafe { helpers::tf_percpu_rwsem_lockdep_release(sem, ip()) };
-            // SAFETY: Entered above.
-            unsafe { self.rss().exit() };
+            // SAFETY: Acquired by our caller, in this task.
+            unsafe { helpers::tf_percpu_rwsem_lockdep_release(self.as_raw(), ip()) };
+            // Dropping the switch is [`RcuSync::exit`].
+            drop(switch);
             return Err(WaitError { err, readers });
         }
 
+        // The switch is the guard's now: percpu_up_write() ends it.
+        let _ = ManuallyDrop::new(switch);
         // INVARIANT: from here on `block` is ours, so the guard may release it.
         let guard = PercpuWriteGuard {
             sem: self,
@@ -278,6 +334,27 @@ impl PercpuRwSem {
         // SAFETY: Pairs with `tf_prepare_to_rcuwait()` above; sets TASK_RUNNING.
         unsafe { bindings::finish_rcuwait(writer) };
         ret
+    }
+}
+
+/// The readers of a [`PercpuRwSem`] switched to their slow path by a writer that has not
+/// taken the lock (yet): the step 2 of [`PercpuRwSem::down_write_timeout`], made ahead.
+///
+/// Dropping it is [`RcuSync::exit`]: the readers go back to their fast path after a grace
+/// period. [`PercpuRwSem::down_write_switched`] consumes it.
+///
+/// # Invariants
+///
+/// `sem`'s `rcu_sync` was entered for this switch and has not been exited for it.
+pub(crate) struct ReaderSwitch<'a> {
+    sem: &'a PercpuRwSem,
+}
+
+impl Drop for ReaderSwitch<'_> {
+    fn drop(&mut self) {
+        // SAFETY: Entered for this switch and not exited (type invariant); the switch is
+        // gone after this.
+        unsafe { self.sem.rss().exit() };
     }
 }
 
@@ -699,6 +776,77 @@ mod tests {
         assert_eq!(rcu_sync::in_flight(), 0);
         // The requeued callback ran too: the state is back to GP_IDLE.
         assert!(s.sem.readers_fast());
+        Ok(())
+    }
+
+    /// The state of `sem`'s `rcu_sync`.
+    fn rss_state(sem: &PercpuRwSem) -> (&'static str, i32) {
+        sem.rss().test_state()
+    }
+
+    /// The one-grace-period switch of several semaphores leaves each as its own
+    /// `rcu_sync_enter()` would: readers on the slow path, `GP_PASSED`, one entry more; one
+    /// already entered by somebody else gets one entry more and no second grace period. Ending
+    /// the switches brings each back to idle after a grace period.
+    #[test]
+    fn one_grace_period_switch_states() -> Result {
+        let (a, b, c) = (shared()?, shared()?, shared()?);
+        let earlier = b.sem.switch_readers(GracePeriod::Normal);
+        assert_eq!(rss_state(&b.sem), ("passed", 1));
+        let switches =
+            PercpuRwSem::switch_readers_of([&*a.sem, &*b.sem, &*c.sem], GracePeriod::Normal);
+        assert_eq!(rss_state(&a.sem), ("passed", 1));
+        assert_eq!(rss_state(&b.sem), ("passed", 2));
+        assert_eq!(rss_state(&c.sem), ("passed", 1));
+        for s in [&a, &b, &c] {
+            assert!(!s.sem.readers_fast());
+            // The switch blocks nobody: a reader still gets in at once.
+            assert!(!readers_blocked(&s.sem));
+        }
+        drop(switches);
+        assert_eq!(rss_state(&b.sem), ("passed", 1));
+        for (s, count) in [(&a, 0), (&c, 0)] {
+            let (state, n) = rss_state(&s.sem);
+            assert_eq!(n, count);
+            assert!(state == "exit" || state == "replay" || state == "idle");
+        }
+        drop(earlier);
+        rcu_sync::wait_for_callbacks();
+        for s in [&a, &b, &c] {
+            assert_eq!(rss_state(&s.sem), ("idle", 0));
+            assert!(s.sem.readers_fast());
+        }
+        Ok(())
+    }
+
+    /// A write lock taken on a switch made ahead times out like one that switched by itself,
+    /// and its undo ends the switch: the readers it blocked get in, the switch count is back
+    /// to zero, and the other semaphore's switch is still good for its own write lock.
+    #[test]
+    fn switched_write_lock_times_out_and_undoes() -> Result {
+        let (s, t) = (shared()?, shared()?);
+        let _cleanup = cleanup(&s);
+        spawn(&s, reader_a)?;
+        assert!(wait_until(5000, || s.a_in.load(Acquire)));
+        let [ws, wt] = PercpuRwSem::switch_readers_of([&*s.sem, &*t.sem], GracePeriod::Normal);
+        let start = Instant::<Monotonic>::now();
+        let r = s
+            .sem
+            .down_write_switched(ws, &Deadline::after(Delta::from_millis(TIMEOUT_MS)));
+        assert_eq!(r.err().map(|e| e.err), Some(ETIMEDOUT));
+        assert!(ms(start.elapsed().as_nanos()) <= TIMEOUT_MS + SLACK_MS);
+        assert!(!readers_blocked(&s.sem));
+        assert_eq!(rss_state(&s.sem).1, 0);
+        drop(
+            t.sem
+                .down_write_switched(wt, &Deadline::after(Delta::from_millis(TIMEOUT_MS)))
+                .map_err(|e| e.err)?,
+        );
+        assert_eq!(rss_state(&t.sem).1, 0);
+        s.a_release.store(true, Release);
+        rcu_sync::wait_for_callbacks();
+        assert_eq!(rss_state(&s.sem), ("idle", 0));
+        assert_eq!(rss_state(&t.sem), ("idle", 0));
         Ok(())
     }
 

@@ -15,6 +15,7 @@
 //!
 //! - [`RcuSync::enter`] may wait for an expedited grace period ([`GracePeriod::Expedited`],
 //!   `TIMED_FREEZE_EXPEDITED`) instead of `synchronize_rcu()`.
+//! - [`RcuSync::enter_all`] is new: the entry of several `rcu_sync`s with one grace period.
 //! - Our RCU callback counts itself in flight ([`wait_for_callbacks`]): it runs this module's
 //!   code, and it can queue itself again from inside the callback (`GP_REPLAY`), after an
 //!   `rcu_barrier()` already under way, so module exit waits until none is left. The
@@ -194,16 +195,60 @@ impl RcuSync {
         if gp_state == GP_IDLE {
             // See the comment above, this simply does the "synchronous" call_rcu(
             // rcu_sync_func) which does GP_ENTER -> GP_PASSED.
-            match gp {
-                GracePeriod::Normal => kernel::sync::rcu::synchronize_rcu(),
-                // SAFETY: May sleep, which the caller may; no other requirement.
-                GracePeriod::Expedited => unsafe { bindings::synchronize_rcu_expedited() },
-            }
+            Self::synchronize(gp);
             self.func();
             // Not really needed, wait_event() would see GP_PASSED.
             return;
         }
 
+        self.wait_passed();
+    }
+
+    /// [`Self::enter`] for several `rcu_sync`s, with one grace period for all.
+    ///
+    /// Not in the original. Each `rcu_sync` takes the steps of `rcu_sync_enter()` in turn up
+    /// to its wait; then those that were idle (now `GP_ENTER`) share one grace period, which
+    /// began after every one of them had left `GP_IDLE`, so that every reader that could still
+    /// see one of them idle has finished; each of those then passes `GP_ENTER` -> `GP_PASSED`
+    /// as after its own wait. The others wait for `GP_PASSED` as [`Self::enter`] does.
+    ///
+    /// Sleeps (it waits for a grace period): the caller must be allowed to.
+    pub(crate) fn enter_all<const N: usize>(syncs: [&RcuSync; N], gp: GracePeriod) {
+        let mut was_idle = [false; N];
+        for (rsp, idle) in syncs.iter().zip(was_idle.iter_mut()) {
+            let mut g = rsp.lock_irq();
+            *idle = g.gp_state() == GP_IDLE;
+            if *idle {
+                g.set_state(GP_ENTER);
+                warn_on_once!(g.count() != 0);
+            }
+            g.set_count(g.count() + 1);
+        }
+
+        if was_idle.contains(&true) {
+            Self::synchronize(gp);
+        }
+        for (rsp, idle) in syncs.iter().zip(was_idle) {
+            if idle {
+                rsp.func();
+            } else {
+                rsp.wait_passed();
+            }
+        }
+    }
+
+    /// The grace period of [`Self::enter`].
+    fn synchronize(gp: GracePeriod) {
+        match gp {
+            GracePeriod::Normal => kernel::sync::rcu::synchronize_rcu(),
+            // SAFETY: May sleep, which the caller may; no other requirement.
+            GracePeriod::Expedited => unsafe { bindings::synchronize_rcu_expedited() },
+        }
+    }
+
+    /// The `wait_event(rsp->gp_wait, READ_ONCE(rsp->gp_state) >= GP_PASSED)` of
+    /// `rcu_sync_enter()`.
+    fn wait_passed(&self) {
         // SAFETY: `gp_wait` and `gp_state` of an initialised `rcu_sync` (type invariant);
         // `wait_event()` may sleep, which the caller may.
         unsafe {
@@ -252,6 +297,22 @@ impl RcuSync {
         g.set_state(GP_REPLAY);
         self.call(&mut g);
         true
+    }
+
+    /// For tests: the state's name and the count of entries not exited, read under
+    /// `rss_lock`.
+    #[cfg(CONFIG_KUNIT)]
+    pub(crate) fn test_state(&self) -> (&'static str, i32) {
+        let g = self.lock_irq();
+        let name = match g.gp_state() {
+            GP_IDLE => "idle",
+            GP_ENTER => "enter",
+            GP_PASSED => "passed",
+            GP_EXIT => "exit",
+            GP_REPLAY => "replay",
+            _ => "?",
+        };
+        (name, g.count())
     }
 
     /// For tests: whether the state is `GP_REPLAY`.

@@ -359,6 +359,8 @@ impl kernel::InPlaceModule for TimedFreezeModule {
         unsafe { presync::init() };
         let dir = debugfs::Dir::new(c"timed_freeze");
         fault::init();
+        // SAFETY: Called once, after the debugfs directory exists.
+        unsafe { helpers::tf_stages_init() };
         pr_info!("loaded, /dev/timed-freeze ready\n");
         try_pin_init!(Self {
             _miscdev <- MiscDeviceRegistration::register(MiscDeviceOptions {
@@ -374,6 +376,9 @@ impl kernel::InPlaceModule for TimedFreezeModule {
 #[pinned_drop]
 impl PinnedDrop for TimedFreezeModule {
     fn drop(self: Pin<&mut Self>) {
+        // The bench's probes, if it left them registered: they call this module's code.
+        // SAFETY: Called once, at exit.
+        unsafe { helpers::tf_stages_exit() };
         // Our mirror of rcu_sync_exit() may have queued RCU callbacks that run this module's
         // code; wait for them before the code goes away.
         rcu_sync::wait_for_callbacks();
