@@ -15,7 +15,7 @@
 //!   `SB_BORN` killably with the deadline; `wait_for_partially_frozen()` waits with the
 //!   deadline and retakes `s_umount` so too;
 //! - the three `sb_wait_write()` before the sync are timed and killable
-//!   ([`PercpuRwSem::down_write_switched`]); the level-3 one is a drain made before the sync
+//!   ([`ReaderSwitch::down_write`]); the level-3 one is a drain made before the sync
 //!   and released at once, and the level-3 wait after the sync is the kernel's own, untimed;
 //! - the readers of the three levels are switched to their slow path before the first
 //!   `sb_wait_write()`, all with one grace period ([`switch_levels`]), where each
@@ -632,7 +632,7 @@ fn level_down_write<'a>(
         stage::mark(stage::switched(level));
         switch
     });
-    let ret = sem.down_write_switched(switch, deadline);
+    let ret = switch.down_write(deadline);
     stage::mark(stage::drained(level));
     match ret {
         Ok(g) if fault::should_fail(fault::Point::LevelWait, level) => {

@@ -27,7 +27,7 @@
 //! - the reader switch is [`RcuSync::enter`], our mirror of `rcu_sync_enter()`, which may use
 //!   an expedited grace period;
 //! - the reader switch can be made ahead of the lock, for several semaphores with one grace
-//!   period ([`PercpuRwSem::switch_readers_of`], then [`PercpuRwSem::down_write_switched`]);
+//!   period ([`PercpuRwSem::switch_readers_of`], then [`ReaderSwitch::down_write`]);
 //!   lockdep then sees the write side acquired after the switch, not before it.
 
 use crate::helpers;
@@ -154,7 +154,7 @@ impl PercpuRwSem {
     }
 
     /// Step 2 of [`Self::down_write_timeout`] alone: switches this semaphore's readers to their
-    /// slow path ([`RcuSync::enter`]), for [`Self::down_write_switched`] to take the lock later.
+    /// slow path ([`RcuSync::enter`]), for [`ReaderSwitch::down_write`] to take the lock later.
     pub(crate) fn switch_readers(&self, gp: GracePeriod) -> ReaderSwitch<'_> {
         self.rss().enter(gp);
         // INVARIANT: entered above.
@@ -199,36 +199,17 @@ impl PercpuRwSem {
 
         // Notify readers to take the slow path.
         let switch = self.switch_readers(gp);
-        self.down_write_locked(switch, deadline)
+        // SAFETY: Acquired above, in this task; the switch is of this semaphore.
+        unsafe { self.down_write_locked(switch, deadline) }
     }
 
-    /// [`Self::down_write_timeout`] after its step 2, made earlier by `switch`: steps 1, 3
-    /// and 4, with the same undo, which ends `switch` too.
+    /// Steps 3 and 4 of [`Self::down_write_timeout`].
     ///
-    /// Step 1 comes after step 2 here, where `percpu_down_write()` makes it first: lockdep
-    /// sees the write side taken from the wait for `sem->block` on, which is where it can
-    /// first wait for a reader. The switch takes no lock of the semaphore's class.
-    pub(crate) fn down_write_switched(
-        &self,
-        switch: ReaderSwitch<'_>,
-        deadline: &Deadline,
-    ) -> Result<PercpuWriteGuard<'_>, WaitError> {
-        if !core::ptr::eq(switch.sem, self) {
-            warn_on_once!(true);
-            return Err(WaitError {
-                err: EINVAL,
-                readers: 0,
-            });
-        }
-        kernel::task::might_sleep();
-        // SAFETY: The semaphore is initialised (type invariant).
-        unsafe { helpers::tf_percpu_rwsem_lockdep_acquire(self.as_raw(), ip()) };
-        self.down_write_locked(switch, deadline)
-    }
-
-    /// Steps 3 and 4, lockdep having acquired the write side and `switch` having switched
-    /// the readers.
-    fn down_write_locked(
+    /// # Safety
+    ///
+    /// Lockdep acquired the write side of this semaphore in this task (step 1), and `switch`
+    /// is a switch of this semaphore's readers (step 2).
+    unsafe fn down_write_locked(
         &self,
         switch: ReaderSwitch<'_>,
         deadline: &Deadline,
@@ -238,7 +219,7 @@ impl PercpuRwSem {
         if let Err(err) = self.wait_block(deadline) {
             let readers = self.readers();
             // Undo what percpu_up_write() would not: we never owned `block`.
-            // SAFETY: Acquired by our caller, in this task.
+            // SAFETY: Acquired in this task (the function's safety requirement).
             unsafe { helpers::tf_percpu_rwsem_lockdep_release(self.as_raw(), ip()) };
             // Dropping the switch is [`RcuSync::exit`].
             drop(switch);
@@ -246,7 +227,7 @@ impl PercpuRwSem {
         }
 
         // The switch is the guard's now: percpu_up_write() ends it.
-        let _ = ManuallyDrop::new(switch);
+        core::mem::forget(switch);
         // INVARIANT: from here on `block` is ours, so the guard may release it.
         let guard = PercpuWriteGuard {
             sem: self,
@@ -341,13 +322,31 @@ impl PercpuRwSem {
 /// taken the lock (yet): the step 2 of [`PercpuRwSem::down_write_timeout`], made ahead.
 ///
 /// Dropping it is [`RcuSync::exit`]: the readers go back to their fast path after a grace
-/// period. [`PercpuRwSem::down_write_switched`] consumes it.
+/// period. [`ReaderSwitch::down_write`] consumes it.
 ///
 /// # Invariants
 ///
 /// `sem`'s `rcu_sync` was entered for this switch and has not been exited for it.
+#[must_use = "dropping the switch ends it at once"]
 pub(crate) struct ReaderSwitch<'a> {
     sem: &'a PercpuRwSem,
+}
+
+impl<'a> ReaderSwitch<'a> {
+    /// [`PercpuRwSem::down_write_timeout`] after its step 2, made earlier by this switch:
+    /// steps 1, 3 and 4, with the same undo, which ends the switch too.
+    ///
+    /// Step 1 comes after step 2 here, where `percpu_down_write()` makes it first: lockdep
+    /// sees the write side taken from the wait for `sem->block` on, which is where it can
+    /// first wait for a reader. The switch takes no lock of the semaphore's class.
+    pub(crate) fn down_write(self, deadline: &Deadline) -> Result<PercpuWriteGuard<'a>, WaitError> {
+        let sem = self.sem;
+        kernel::task::might_sleep();
+        // SAFETY: The semaphore is initialised (its type invariant).
+        unsafe { helpers::tf_percpu_rwsem_lockdep_acquire(sem.as_raw(), ip()) };
+        // SAFETY: Acquired above, in this task; the switch is of `sem`.
+        unsafe { sem.down_write_locked(self, deadline) }
+    }
 }
 
 impl Drop for ReaderSwitch<'_> {
@@ -830,16 +829,13 @@ mod tests {
         assert!(wait_until(5000, || s.a_in.load(Acquire)));
         let [ws, wt] = PercpuRwSem::switch_readers_of([&*s.sem, &*t.sem], GracePeriod::Normal);
         let start = Instant::<Monotonic>::now();
-        let r = s
-            .sem
-            .down_write_switched(ws, &Deadline::after(Delta::from_millis(TIMEOUT_MS)));
+        let r = ws.down_write(&Deadline::after(Delta::from_millis(TIMEOUT_MS)));
         assert_eq!(r.err().map(|e| e.err), Some(ETIMEDOUT));
         assert!(ms(start.elapsed().as_nanos()) <= TIMEOUT_MS + SLACK_MS);
         assert!(!readers_blocked(&s.sem));
         assert_eq!(rss_state(&s.sem).1, 0);
         drop(
-            t.sem
-                .down_write_switched(wt, &Deadline::after(Delta::from_millis(TIMEOUT_MS)))
+            wt.down_write(&Deadline::after(Delta::from_millis(TIMEOUT_MS)))
                 .map_err(|e| e.err)?,
         );
         assert_eq!(rss_state(&t.sem).1, 0);

@@ -228,12 +228,14 @@ impl RcuSync {
         if was_idle.contains(&true) {
             Self::synchronize(gp);
         }
-        for (rsp, idle) in syncs.iter().zip(was_idle) {
-            if idle {
-                rsp.func();
-            } else {
-                rsp.wait_passed();
-            }
+        // Ours first, then the waits for the others' grace periods: a caller waiting for an
+        // `rcu_sync` that we took out of idle must not wait for us to finish waiting for one
+        // it took out of idle.
+        for (rsp, _) in syncs.iter().zip(was_idle).filter(|(_, idle)| *idle) {
+            rsp.func();
+        }
+        for (rsp, _) in syncs.iter().zip(was_idle).filter(|(_, idle)| !*idle) {
+            rsp.wait_passed();
         }
     }
 

@@ -25,6 +25,7 @@
  * rust/helpers.rs, whose stage module has the same stage numbers.
  */
 
+#include <linux/atomic.h>
 #include <linux/debugfs.h>
 #include <linux/kprobes.h>
 #include <linux/mutex.h>
@@ -34,7 +35,12 @@
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 
-/* Stage ids: the same numbers as rust/helpers.rs's stage module. */
+/*
+ * Stage ids: the same numbers as rust/helpers.rs's stage module.  Our
+ * attempt marks drained3 twice: after the drain before the sync and after
+ * the kernel's own level-3 wait after it; its one switch of all three
+ * levels is switch1/switched1.
+ */
 enum tf_stage {
 	TF_ST_BEGIN,		/* freeze_super() / one attempt entered */
 	TF_ST_SWITCH,		/* + level - 1: reader switch of a level starts */
@@ -45,6 +51,9 @@ enum tf_stage {
 	TF_ST_END,		/* freeze_super() / the attempt returns */
 	TF_ST_NR,
 };
+
+/* rust/helpers.rs spells these out. */
+static_assert(TF_ST_SYNC == 10 && TF_ST_SYNCED == 11 && TF_ST_END == 12);
 
 static const char *const tf_stage_name[TF_ST_NR] = {
 	"begin",
@@ -62,7 +71,7 @@ static struct {
 	u64 ns;
 } tf_marks[TF_MARKS_MAX];
 static unsigned int tf_nr_marks;
-static unsigned int tf_marks_lost;
+static atomic_t tf_marks_lost = ATOMIC_INIT(0);
 
 /* The armed task's pid, 0 when off. */
 static pid_t tf_armed;
@@ -70,17 +79,30 @@ static pid_t tf_armed;
 static bool tf_in_stock;
 static unsigned int tf_stock_level;
 
+/*
+ * The kprobe entry handlers run in the int3 trap, which x86 enters as an
+ * NMI: no lock may be waited for there (lockdep would report the lock's
+ * use in NMI and switch itself off), so the lock is only tried, and the
+ * clock is the NMI-safe one.  Only the armed task marks, and it does not
+ * read the marks while it marks, so the trylock fails only in a race with
+ * "on" from another task, which EBUSY refuses.
+ */
 static void tf_mark(unsigned int stage)
 {
 	unsigned long flags;
 
-	spin_lock_irqsave(&tf_marks_lock, flags);
+	if (stage >= TF_ST_NR)
+		return;
+	if (!spin_trylock_irqsave(&tf_marks_lock, flags)) {
+		atomic_inc(&tf_marks_lost);
+		return;
+	}
 	if (tf_nr_marks < TF_MARKS_MAX) {
 		tf_marks[tf_nr_marks].stage = stage;
-		tf_marks[tf_nr_marks].ns = ktime_get_ns();
+		tf_marks[tf_nr_marks].ns = ktime_get_mono_fast_ns();
 		tf_nr_marks++;
 	} else {
-		tf_marks_lost++;
+		atomic_inc(&tf_marks_lost);
 	}
 	spin_unlock_irqrestore(&tf_marks_lock, flags);
 }
@@ -117,8 +139,8 @@ static int tf_freeze_super_entry(struct kretprobe_instance *ri, struct pt_regs *
 {
 	if (!tf_armed_here())
 		return 1;	/* no return probe */
-	tf_in_stock = true;
-	tf_stock_level = 0;
+	WRITE_ONCE(tf_in_stock, true);
+	WRITE_ONCE(tf_stock_level, 0);
 	tf_mark(TF_ST_BEGIN);
 	return 0;
 }
@@ -126,7 +148,7 @@ static int tf_freeze_super_entry(struct kretprobe_instance *ri, struct pt_regs *
 static int tf_freeze_super_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	tf_mark(TF_ST_END);
-	tf_in_stock = false;
+	WRITE_ONCE(tf_in_stock, false);
 	return 0;
 }
 
@@ -221,10 +243,12 @@ static int tf_stages_on(void)
 		ret = register_kretprobes(tf_probe_ptrs, ARRAY_SIZE(tf_probes));
 		tf_registered = !ret;
 	}
+	if (!ret && READ_ONCE(tf_armed) && READ_ONCE(tf_armed) != current->pid)
+		ret = -EBUSY;	/* armed for another task */
 	if (!ret) {
 		spin_lock_irq(&tf_marks_lock);
 		tf_nr_marks = 0;
-		tf_marks_lost = 0;
+		atomic_set(&tf_marks_lost, 0);
 		spin_unlock_irq(&tf_marks_lock);
 		WRITE_ONCE(tf_in_stock, false);
 		WRITE_ONCE(tf_armed, current->pid);
@@ -254,10 +278,10 @@ static int tf_stages_show(struct seq_file *m, void *v)
 	spin_lock_irq(&tf_marks_lock);
 	for (i = 0; i < tf_nr_marks; i++)
 		seq_printf(m, "%s %llu\n", tf_stage_name[tf_marks[i].stage], tf_marks[i].ns);
-	if (tf_marks_lost)
-		seq_printf(m, "lost %u\n", tf_marks_lost);
+	if (atomic_read(&tf_marks_lost))
+		seq_printf(m, "lost %d\n", atomic_read(&tf_marks_lost));
 	tf_nr_marks = 0;
-	tf_marks_lost = 0;
+	atomic_set(&tf_marks_lost, 0);
 	spin_unlock_irq(&tf_marks_lock);
 	return 0;
 }
