@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * bench: the timed freeze against the stock FIFREEZE, side by side, in the
- * test VM (run by scripts/bench with the module loaded).  The two paths
- * are interleaved, never all of one and then all of the other.  Prints one
+ * test VM (run by scripts/bench with the module loaded).  The paths are
+ * interleaved, never all of one and then all of the other.  Prints one
  * line per sample:
  *
  *   csv:CASE,FS,METHOD,REP,VALUE
@@ -12,36 +12,72 @@
  * tput_cycle  writer throughput while a freeze/thaw cycles once a second;
  *             VALUE: MiB/s
  * tput_module writer throughput, module loaded and idle vs not; MiB/s
+ *
+ * cycle and busy run in rounds until the 95% bootstrap interval of every
+ * median ratio to stock is within +-2% (or a cap on samples or time), and
+ * say how they stopped:
+ *
+ *   stop:CASE,FS,REPS,SECONDS,HALF_WIDTH_PERCENT,met|cap
+ *
+ * Then a separate pass with the module's per-stage clock armed (debugfs
+ * timed_freeze/stages: kretprobes on the stock path, marks on ours), whose
+ * probes would otherwise slow the stock path being timed:
+ *
+ *   stage:CASE,FS,METHOD,REP,FROM,TO,US
+ *
+ * CASE cycle and busy as above, and spaced: the idle fs frozen 200 ms after
+ * the last thaw, when the reader switch waits for a grace period.
+ *
+ * Methods: stock (FIFREEZE), timed (the module, one grace period for the
+ * three levels' reader switch), timed_each (the module, a grace period per
+ * level as freeze_super() has: debugfs switch_each_level), timed_expedited
+ * (TIMED_FREEZE_EXPEDITED).
  */
 #include <pthread.h>
+#include <stdlib.h>
 
 #include "../../selftests/timed_freeze/tf_util.h"
 
-#define REPS_CYCLE	30
-#define REPS_BUSY	15
 #define REPS_TPUT	5
 #define TPUT_SECONDS	4
+#define ROUND		50	/* samples between two looks at the intervals */
+#define TARGET_HALF	0.02	/* +-2% */
+#define BOOT		1000	/* bootstrap resamples */
+#define STAGE_REPS	40
 
-enum method { STOCK, TIMED, TIMED_EXP, NR_METHODS };
-static const char *const method_name[] = { "stock", "timed", "timed_expedited" };
+enum method { STOCK, TIMED, TIMED_EACH, TIMED_EXP, NR_METHODS };
+static const char *const method_name[] = {
+	"stock", "timed", "timed_each", "timed_expedited"
+};
 
 static int dev = -1;
+
+static int knob(const char *name, const char *val)
+{
+	return tf_debugfs_write(name, val);
+}
 
 /* One freeze of @fd by @m; its duration in us, or -1. */
 static long long freeze_us(int fd, enum method m)
 {
-	unsigned long long t0 = tf_now_ns();
+	unsigned long long t0;
 	struct timed_freeze_args a;
 	int ret;
 
+	if (m == TIMED_EACH && knob("switch_each_level", "1"))
+		return -1;
+	t0 = tf_now_ns();
 	if (m == STOCK)
 		ret = ioctl(fd, FIFREEZE, 0);
 	else
 		ret = tf_freeze(dev, fd, 10000 * NSEC_PER_MSEC, 1,
 				m == TIMED_EXP ? TIMED_FREEZE_EXPEDITED : 0, &a);
+	t0 = tf_now_ns() - t0;
+	if (m == TIMED_EACH && knob("switch_each_level", "0"))
+		return -1;
 	if (ret)
 		return -1;
-	return (tf_now_ns() - t0) / 1000;
+	return t0 / 1000;
 }
 
 static int thaw(int fd)
@@ -55,19 +91,179 @@ static void sample(const char *what, const char *fs, const char *m, int rep, dou
 	fflush(stdout);
 }
 
-static int bench_cycle(struct tf_fs *fs, const char *type)
-{
-	for (int rep = 0; rep < REPS_CYCLE; rep++) {
-		for (int k = 0; k < NR_METHODS; k++) {
-			enum method m = (rep + k) % NR_METHODS;	/* rotate the order */
-			long long us = freeze_us(fs->mfd, m);
+/* --- the intervals: percentile bootstrap of a ratio of medians over pairs --- */
 
-			if (us < 0 || thaw(fs->mfd))
-				return -1;
-			sample("cycle", type, method_name[m], rep, us);
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median_of(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static unsigned long long rng_state = 88172645463325252ULL;
+
+static unsigned int rng(unsigned int n)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state % n;
+}
+
+/*
+ * Half width of the 95% interval of median(@a) / median(@b), relative to
+ * the ratio itself; @a[i] and @b[i] are one interleaved pair.
+ */
+static double half_width(const double *a, const double *b, int n)
+{
+	double *ta = malloc(n * sizeof(*ta)), *tb = malloc(n * sizeof(*tb));
+	double *r = malloc(BOOT * sizeof(*r)), point, lo, hi;
+
+	for (int i = 0; i < n; i++) {
+		ta[i] = a[i];
+		tb[i] = b[i];
+	}
+	point = median_of(ta, n) / median_of(tb, n);
+	for (int k = 0; k < BOOT; k++) {
+		for (int i = 0; i < n; i++) {
+			unsigned int j = rng(n);
+
+			ta[i] = a[j];
+			tb[i] = b[j];
+		}
+		r[k] = median_of(ta, n) / median_of(tb, n);
+	}
+	qsort(r, BOOT, sizeof(*r), cmp_double);
+	lo = r[(int)(0.025 * BOOT)];
+	hi = r[(int)(0.975 * BOOT) - 1];
+	free(ta);
+	free(tb);
+	free(r);
+	return (point - lo > hi - point ? point - lo : hi - point) / point;
+}
+
+/*
+ * Interleaved samples of @nm methods (@ms[0] is stock) until every ratio's
+ * interval is within TARGET_HALF, at least @min and at most @max pairs, or
+ * @budget_s seconds; @pause_us between two freezes.
+ */
+static int run_until(const char *what, int mfd, const char *type, const enum method *ms,
+		     int nm, int min, int max, int budget_s, int pause_us)
+{
+	double *v[NR_METHODS];
+	unsigned long long t0 = tf_now_ns();
+	double worst = 1;
+	int rep, ret = 0;
+
+	for (int k = 0; k < nm; k++)
+		v[k] = calloc(max, sizeof(double));
+	for (rep = 0; rep < max; rep++) {
+		for (int k = 0; k < nm; k++) {
+			int i = (rep + k) % nm;	/* rotate the order */
+			long long us = freeze_us(mfd, ms[i]);
+
+			if (us < 0 || thaw(mfd)) {
+				ret = -1;
+				goto out;
+			}
+			v[i][rep] = us;
+			sample(what, type, method_name[ms[i]], rep, us);
+			if (pause_us)
+				usleep(pause_us);
+		}
+		if ((rep + 1) % ROUND || rep + 1 < min)
+			continue;
+		worst = 0;
+		for (int k = 1; k < nm; k++) {
+			double h = half_width(v[k], v[0], rep + 1);
+
+			if (h > worst)
+				worst = h;
+		}
+		if (worst <= TARGET_HALF ||
+		    tf_now_ns() - t0 > budget_s * 1000000000ULL) {
+			rep++;
+			break;
 		}
 	}
-	return 0;
+out:
+	printf("stop:%s,%s,%d,%.0f,%.2f,%s\n", what, type, rep, (tf_now_ns() - t0) / 1e9,
+	       100 * worst, worst <= TARGET_HALF ? "met" : "cap");
+	for (int k = 0; k < nm; k++)
+		free(v[k]);
+	return ret;
+}
+
+static int bench_cycle(struct tf_fs *fs, const char *type)
+{
+	static const enum method ms[] = { STOCK, TIMED, TIMED_EACH, TIMED_EXP };
+
+	return run_until("cycle", fs->mfd, type, ms, NR_METHODS, 100, 2500, 240, 0);
+}
+
+/* --- the per-stage clock --- */
+
+static int stage_freeze(const char *what, const char *type, enum method m, int rep, int mfd)
+{
+	char buf[4096], prev[32] = "", name[32];
+	unsigned long long ns, prev_ns = 0;
+	int fd, n = 0, off = 0, ret;
+	long long us = freeze_us(mfd, m);
+
+	if (us < 0 || thaw(mfd))
+		return -1;
+	fd = open(TF_DEBUGFS "/stages", O_RDONLY);
+	if (fd < 0)
+		return -1;
+	while (off < (int)sizeof(buf) - 1 &&
+	       (ret = read(fd, buf + off, sizeof(buf) - 1 - off)) > 0)
+		off += ret;
+	close(fd);
+	buf[off] = '\0';
+	/* The thaw left no marks: the first "begin" starts the freeze. */
+	for (char *l = strtok(buf, "\n"); l; l = strtok(NULL, "\n")) {
+		if (sscanf(l, "%31s %llu", name, &ns) != 2)
+			continue;
+		if (prev[0])
+			printf("stage:%s,%s,%s,%d,%s,%s,%.1f\n", what, type, method_name[m], rep,
+			       prev, name, (ns - prev_ns) / 1000.0);
+		strcpy(prev, name);
+		prev_ns = ns;
+		n++;
+	}
+	fflush(stdout);
+	return n ? 0 : -1;
+}
+
+/*
+ * @pause_us after each thaw: a freeze right after a thaw finds the levels'
+ * readers still on their slow path (rcu_sync_exit() waits a grace period
+ * before it lets them back), and its reader switch costs nothing; after a
+ * pause it waits for a grace period, as a freeze made now and then does.
+ */
+static int bench_stages(struct tf_fs *fs, const char *type, const char *what, int nm,
+			int pause_us)
+{
+	int ret = 0;
+
+	if (knob("stages", "on")) {
+		printf("# no stage clock (a kernel without CONFIG_KPROBES?): no breakdown\n");
+		return 0;
+	}
+	for (int rep = 0; rep < STAGE_REPS && !ret; rep++)
+		for (int k = 0; k < nm && !ret; k++) {
+			if (pause_us)
+				usleep(pause_us);
+			ret = stage_freeze(what, type, (rep + k) % nm, rep, fs->mfd);
+		}
+	knob("stages", "off");
+	return ret;
 }
 
 /* --- writers --- */
@@ -124,7 +320,8 @@ static double throughput(int dirfd, int mfd, int cycle)
 	return w.bytes / (1024.0 * 1024.0) / ((tf_now_ns() - t0) / 1e9);
 }
 
-static int bench_busy(struct tf_fs *fs, const char *type)
+/* fio's buffered 4k writers in @fs, as a child; its pid. */
+static pid_t start_fio(struct tf_fs *fs)
 {
 	char dir[128];
 	pid_t fio = fork();
@@ -132,26 +329,32 @@ static int bench_busy(struct tf_fs *fs, const char *type)
 	if (fio == 0) {
 		snprintf(dir, sizeof(dir), "--directory=%s", fs->mnt);
 		execlp("fio", "fio", "--name=busy", dir, "--rw=write", "--bs=4k",
-		       "--size=64M", "--numjobs=2", "--time_based", "--runtime=600",
+		       "--size=64M", "--numjobs=2", "--time_based", "--runtime=3600",
 		       "--ioengine=psync", "--minimal", "--output=/dev/null", NULL);
 		_exit(127);
 	}
 	sleep(2);	/* fio running */
-	for (int rep = 0; rep < REPS_BUSY; rep++) {
-		for (int k = 0; k < 2; k++) {
-			enum method m = (rep + k) % 2 ? TIMED : STOCK;
-			long long us = freeze_us(fs->mfd, m);
+	return fio;
+}
 
-			if (us < 0 || thaw(fs->mfd))
-				break;
-			sample("busy", type, method_name[m], rep, us);
-			usleep(200 * 1000);
-		}
-	}
+static void stop_fio(pid_t fio)
+{
 	kill(fio, SIGTERM);
 	waitpid(fio, NULL, 0);
 	tf_run("pkill -TERM -x fio; sleep 1");
-	return 0;
+}
+
+static int bench_busy(struct tf_fs *fs, const char *type)
+{
+	static const enum method ms[] = { STOCK, TIMED };
+	pid_t fio = start_fio(fs);
+	int ret;
+
+	ret = run_until("busy", fs->mfd, type, ms, 2, 50, 600, 240, 50 * 1000);
+	if (!ret)
+		ret = bench_stages(fs, type, "busy", 2, 0);
+	stop_fio(fio);
+	return ret;
 }
 
 static int bench_tput(struct tf_fs *fs, const char *type)
@@ -186,10 +389,12 @@ static int bench_module(struct tf_fs *fs, const char *type, const char *ko)
 	return 0;
 }
 
-int main(void)
+/* "bench stages": the per-stage passes only. */
+int main(int argc, char **argv)
 {
 	static const char * const types[] = { "ext4", "xfs" };
 	const char *ko = getenv("TF_MODULE");
+	int only_stages = argc > 1 && !strcmp(argv[1], "stages");
 
 	dev = tf_open_dev();
 	if (dev < 0 || !ko) {
@@ -204,9 +409,16 @@ int main(void)
 			fprintf(stderr, "bench: cannot set up %s\n", types[i]);
 			return 1;
 		}
-		ret = bench_cycle(&fs, types[i]) || bench_busy(&fs, types[i]) ||
-		      bench_tput(&fs, types[i]) ||
-		      (i == 0 && bench_module(&fs, types[i], ko));
+		if (only_stages)
+			ret = bench_stages(&fs, types[i], "cycle", NR_METHODS, 0) ||
+			      bench_stages(&fs, types[i], "spaced", NR_METHODS, 200 * 1000);
+		else
+			ret = bench_cycle(&fs, types[i]) ||
+			      bench_stages(&fs, types[i], "cycle", NR_METHODS, 0) ||
+			      bench_stages(&fs, types[i], "spaced", NR_METHODS, 200 * 1000) ||
+			      bench_busy(&fs, types[i]) ||
+			      bench_tput(&fs, types[i]) ||
+			      (i == 0 && bench_module(&fs, types[i], ko));
 		tf_fs_teardown(&fs);
 		if (ret) {
 			fprintf(stderr, "bench: %s failed\n", types[i]);

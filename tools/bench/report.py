@@ -1,18 +1,73 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
 """The host half of `make bench`: turn the VM's samples into a CSV, a
-markdown table (medians, p99, ratios timed/stock) and a PNG plot."""
+markdown table (medians, p90, p99, ratios to stock with 95% bootstrap
+intervals over the interleaved pairs, each target met or not), the
+per-stage breakdown and a PNG plot."""
 
 import csv
+import random
 import re
 import statistics
 import sys
 from pathlib import Path
 
+BOOT = 2000
 
-def p99(v):
+# case -> (method, baseline, "le"|"ge", bound): the ratio method/baseline must be <= or >=
+# bound. Met: the whole 95% interval is on the right side; not met: the whole interval is on
+# the wrong side; undecided otherwise.
+TARGETS = {
+    ("cycle", "timed"): ("stock", "le", 1.05),
+    ("busy", "timed"): ("stock", "le", 1.05),
+    ("tput_cycle", "timed"): ("stock", "ge", 0.95),
+    ("tput_module", "loaded"): ("not_loaded", "ge", 0.95),
+}
+
+STAGE_NAMES = {
+    ("begin", "switch1"): "s_umount, checks",
+    ("switch1", "switched1"): "L1 reader switch (one GP; all levels for timed)",
+    ("switched1", "drained1"): "L1 drain",
+    ("drained1", "switch2"): "L1 -> L2",
+    ("switch2", "switched2"): "L2 reader switch (GP)",
+    ("switched2", "drained2"): "L2 drain",
+    ("drained1", "drained2"): "L2 drain",
+    ("drained2", "sync"): "L2 -> sync",
+    ("sync", "synced"): "sync",
+    ("synced", "switch3"): "sync -> L3",
+    ("switch3", "switched3"): "L3 reader switch (GP)",
+    ("switched3", "drained3"): "L3 drain",
+    ("synced", "drained3"): "L3 drain (after a sync)",
+    ("drained2", "drained3"): "L3 drain",
+    ("drained3", "sync"): "L3 -> sync",
+    ("drained3", "end"): "->freeze_fs() and the rest",
+}
+
+
+def pct(v, q):
     s = sorted(v)
-    return s[min(len(s) - 1, int(round(0.99 * (len(s) - 1))))]
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def ratio_ci(a, b):
+    """Ratio of medians a/b and its 95% percentile-bootstrap interval over pairs."""
+    n = min(len(a), len(b))
+    a, b = a[:n], b[:n]
+    point = statistics.median(a) / statistics.median(b)
+    rnd = random.Random(1)
+    rs = []
+    for _ in range(BOOT):
+        idx = [rnd.randrange(n) for _ in range(n)]
+        rs.append(statistics.median([a[i] for i in idx]) /
+                  statistics.median([b[i] for i in idx]))
+    rs.sort()
+    return point, rs[int(0.025 * BOOT)], rs[int(0.975 * BOOT) - 1]
+
+
+def verdict(lo, hi, how, bound):
+    if how == "le":
+        return "met" if hi <= bound else "not met" if lo > bound else "undecided"
+    return "met" if lo >= bound else "not met" if hi < bound else "undecided"
 
 
 def main(output, outdir):
@@ -20,10 +75,18 @@ def main(output, outdir):
     outdir.mkdir(parents=True, exist_ok=True)
     samples = []
     vector = []
+    stops = []
+    stages = []
     for line in Path(output).read_text().splitlines():
         if line.startswith("csv:"):
             case, fs, method, rep, value = line[4:].split(",")
             samples.append((case, fs, method, int(rep), float(value)))
+        elif line.startswith("stop:"):
+            case, fs, reps, secs, half, how = line[5:].split(",")
+            stops.append((case, fs, int(reps), int(secs), float(half), how))
+        elif line.startswith("stage:"):
+            case, fs, method, rep, frm, to, us = line[6:].split(",")
+            stages.append((case, fs, method, int(rep), frm, to, float(us)))
         m = re.search(r"(held_daemon_times_out_unfrozen|timed_freeze_breaks_the_chain):"
                       r"(\w+): freeze: (-?\d+) after (\d+) attempts, (\d+) ms", line)
         if m:
@@ -36,25 +99,119 @@ def main(output, outdir):
         w.writerows(samples)
 
     groups = {}
-    for case, fs, method, _, v in samples:
-        groups.setdefault((case, fs, method), []).append(v)
+    for case, fs, method, rep, v in samples:
+        groups.setdefault((case, fs, method), {})[rep] = v
 
-    unit = {"cycle": "us", "busy": "us", "tput_cycle": "MiB/s", "tput_module": "MiB/s"}
+    def paired(case, fs, m1, m2):
+        a, b = groups.get((case, fs, m1), {}), groups.get((case, fs, m2), {})
+        reps = sorted(set(a) & set(b))
+        return [a[r] for r in reps], [b[r] for r in reps]
+
+    unit = {"spaced": "us", "cycle": "us", "busy": "us", "tput_cycle": "MiB/s", "tput_module": "MiB/s"}
     what = {
+        "spaced": "freeze of an idle fs, 200 ms after the last thaw",
         "cycle": "freeze of an idle fs",
         "busy": "freeze under fio 4k buffered writers",
         "tput_cycle": "writer throughput, freeze/thaw every 1 s",
         "tput_module": "writer throughput, module idle vs not loaded",
     }
     base = {"cycle": "stock", "busy": "stock", "tput_cycle": "stock", "tput_module": "not_loaded"}
-    rows = ["| case | fs | method | n | median | p99 | ratio (median) |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
-    for (case, fs, method), v in sorted(groups.items()):
-        b = groups.get((case, fs, base[case]))
-        ratio = statistics.median(v) / statistics.median(b) if b else float("nan")
-        rows.append(f"| {what[case]} | {fs} | {method} | {len(v)} | "
-                    f"{statistics.median(v):.1f} {unit[case]} | {p99(v):.1f} {unit[case]} | "
-                    f"{ratio:.3f} |")
+    rows = ["| case | fs | method | n | median | p90 | p99 | ratio to baseline [95% CI] "
+            "| target | verdict |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for (case, fs, method), d in sorted(groups.items()):
+        v = list(d.values())
+        u = unit[case]
+        cells = f"| {what[case]} | {fs} | {method} | {len(v)} | {statistics.median(v):.1f} {u} " \
+                f"| {pct(v, 0.9):.1f} {u} | {pct(v, 0.99):.1f} {u} "
+        if method == base[case]:
+            rows.append(cells + "| 1 (baseline) | | |")
+            continue
+        a, b = paired(case, fs, method, base[case])
+        point, lo, hi = ratio_ci(a, b)
+        t = TARGETS.get((case, method))
+        tgt = vd = ""
+        if t:
+            tgt = f"{'<=' if t[1] == 'le' else '>='} {t[2]}"
+            vd = verdict(lo, hi, t[1], t[2])
+        rows.append(cells + f"| {point:.3f} [{lo:.3f}, {hi:.3f}] | {tgt} | {vd} |")
+
+    # The one-grace-period switch against a grace period per level.
+    rows += ["", "| one GP for the three reader switches vs one per level | fs | n "
+             "| ratio timed / timed_each [95% CI] |", "| --- | --- | --- | --- |"]
+    for fs in sorted({k[1] for k in groups if k[0] == "cycle"}):
+        a, b = paired("cycle", fs, "timed", "timed_each")
+        if a:
+            point, lo, hi = ratio_ci(a, b)
+            rows.append(f"| freeze of an idle fs | {fs} | {len(a)} | "
+                        f"{point:.3f} [{lo:.3f}, {hi:.3f}] |")
+
+    if stops:
+        rows += ["", "| sampling | fs | pairs | seconds | worst CI half width | stopped by |",
+                 "| --- | --- | --- | --- | --- | --- |"]
+        for case, fs, reps, secs, half, how in stops:
+            rows.append(f"| {what[case]} | {fs} | {reps} | {secs} | +-{half:.2f}% | "
+                        f"{'target +-2% met' if how == 'met' else 'cap (samples or time)'} |")
+
+    if stages:
+        per = {}
+        for case, fs, method, rep, frm, to, us in stages:
+            name = STAGE_NAMES.get((frm, to), f"{frm} -> {to}")
+            per.setdefault((case, fs, method), {}).setdefault(name, {}).setdefault(rep, 0.0)
+            per[(case, fs, method)][name][rep] += us
+        for case, fs in sorted({(c, f) for c, f, _ in per}):
+            methods = sorted(m for c, f, m in per if (c, f) == (case, fs))
+            names = []
+            for m in methods:
+                names += [n for n in per[(case, fs, m)] if n not in names]
+            ns = {m: len({r for d in per[(case, fs, m)].values() for r in d}) for m in methods}
+            rows += ["", f"| where the time goes: {what[case]}, {fs} (median us; n freezes) | "
+                     + " | ".join(f"{m} (n={ns[m]})" for m in methods) + " |",
+                     "| --- |" + " --- |" * len(methods)]
+            for name in names + ["total"]:
+                cells = []
+                for m in methods:
+                    st = per[(case, fs, m)]
+                    if name == "total":
+                        tot = {}
+                        for d in st.values():
+                            for r, us in d.items():
+                                tot[r] = tot.get(r, 0.0) + us
+                        vals = list(tot.values())
+                    elif name in st:
+                        # A stage missing in a freeze counts 0 there.
+                        vals = list(st[name].values()) + [0.0] * (ns[m] - len(st[name]))
+                    else:
+                        cells.append("-")
+                        continue
+                    cells.append(f"{statistics.median(vals):.0f}")
+                rows.append(f"| {name} | " + " | ".join(cells) + " |")
+        # Whole freezes of the stage passes (begin to end), against stock and against a
+        # grace period per level.
+        rows += ["", "| stage passes: whole freeze, ratio [95% CI] | fs | timed / stock "
+                 "| timed / timed_each | timed_expedited / stock |",
+                 "| --- | --- | --- | --- | --- |"]
+        for case, fs in sorted({(c, f) for c, f, _ in per}):
+            tot = {}
+            for c, f, m, rep, _, _, us in stages:
+                if (c, f) == (case, fs):
+                    tot.setdefault(m, {}).setdefault(rep, 0.0)
+                    tot[m][rep] += us
+            cells = []
+            for m1, m2 in (("timed", "stock"), ("timed", "timed_each"),
+                           ("timed_expedited", "stock")):
+                reps = sorted(set(tot.get(m1, {})) & set(tot.get(m2, {})))
+                if not reps:
+                    cells.append("-")
+                    continue
+                point, lo, hi = ratio_ci([tot[m1][r] for r in reps], [tot[m2][r] for r in reps])
+                cells.append(f"{point:.3f} [{lo:.3f}, {hi:.3f}]")
+            rows.append(f"| {what[case]} | {fs} | " + " | ".join(cells) + " |")
+        with open(outdir / "stages.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["case", "fs", "method", "rep", "from", "to", "us"])
+            w.writerows(stages)
+
     if vector:
         rows += ["", "| deadlock vector (fsA ext4 and xfs) | fsB | n | median | worst |",
                  "| --- | --- | --- | --- | --- |"]
@@ -86,7 +243,7 @@ def main(output, outdir):
     fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 4.5))
     for ax, case in zip(axes, cases):
         keys = sorted(k for k in groups if k[0] == case)
-        ax.boxplot([groups[k] for k in keys], showfliers=True)
+        ax.boxplot([list(groups[k].values()) for k in keys], showfliers=True)
         ax.set_xticks(range(1, len(keys) + 1))
         ax.set_xticklabels([f"{k[1]}\n{k[2]}" for k in keys], fontsize=7)
         ax.set_title(what[case], fontsize=9)
