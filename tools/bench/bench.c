@@ -52,11 +52,6 @@ static const char *const method_name[] = {
 
 static int dev = -1;
 
-static int knob(const char *name, const char *val)
-{
-	return tf_debugfs_write(name, val);
-}
-
 /* One freeze of @fd by @m; its duration in us, or -1. */
 static long long freeze_us(int fd, enum method m)
 {
@@ -64,7 +59,7 @@ static long long freeze_us(int fd, enum method m)
 	struct timed_freeze_args a;
 	int ret;
 
-	if (m == TIMED_EACH && knob("switch_each_level", "1"))
+	if (m == TIMED_EACH && tf_debugfs_write("switch_each_level", "1"))
 		return -1;
 	t0 = tf_now_ns();
 	if (m == STOCK)
@@ -73,7 +68,7 @@ static long long freeze_us(int fd, enum method m)
 		ret = tf_freeze(dev, fd, 10000 * NSEC_PER_MSEC, 1,
 				m == TIMED_EXP ? TIMED_FREEZE_EXPEDITED : 0, &a);
 	t0 = tf_now_ns() - t0;
-	if (m == TIMED_EACH && knob("switch_each_level", "0"))
+	if (m == TIMED_EACH && tf_debugfs_write("switch_each_level", "0"))
 		return -1;
 	if (ret)
 		return -1;
@@ -252,7 +247,7 @@ static int bench_stages(struct tf_fs *fs, const char *type, const char *what, in
 {
 	int ret = 0;
 
-	if (knob("stages", "on")) {
+	if (tf_debugfs_write("stages", "on")) {
 		printf("# no stage clock (a kernel without CONFIG_KPROBES?): no breakdown\n");
 		return 0;
 	}
@@ -262,7 +257,7 @@ static int bench_stages(struct tf_fs *fs, const char *type, const char *what, in
 				usleep(pause_us);
 			ret = stage_freeze(what, type, (rep + k) % nm, rep, fs->mfd);
 		}
-	knob("stages", "off");
+	tf_debugfs_write("stages", "off");
 	return ret;
 }
 
