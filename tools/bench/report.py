@@ -91,7 +91,7 @@ def main(output, outdir):
                       r"(\w+): freeze: (-?\d+) after (\d+) attempts, (\d+) ms", line)
         if m:
             vector.append((m.group(1), m.group(2), int(m.group(4)), int(m.group(5))))
-    if not samples:
+    if not samples and not stages:
         sys.exit("report: no samples")
     with open(outdir / "samples.csv", "w", newline="") as f:
         w = csv.writer(f)
