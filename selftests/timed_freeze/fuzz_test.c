@@ -2257,4 +2257,85 @@ TEST_F_TIMEOUT(fuzz, unprivileged_holder_of_the_file, 3600)
 	check_after(_metadata, f);
 }
 
+/*
+ * Found by the fuzzer: the caller's struct on its heap, good and
+ * written once before the freeze; while the FREEZE waits, another thread
+ * of the caller forks (and the child exits at once).  fork() makes the
+ * caller's private pages copy-on-write, the struct's among them, so the
+ * result written after the freeze without faulting cannot be written:
+ * the module undoes a freeze that succeeded and returns EFAULT, for a
+ * good address.  The FREEZE must succeed.
+ *
+ * The wait is made long by a writer held inside the write path: a thread
+ * in splice() from an empty pipe into a file holds SB_FREEZE_WRITE.
+ */
+struct fork_freeze {
+	int dev, fd;
+	int pipe[2], wfd;
+	ssize_t spliced;
+	struct timed_freeze_args *a;	/* alone in a private anonymous page */
+	int ret;
+};
+
+static void *fork_splice_fn(void *arg)
+{
+	struct fork_freeze *x = arg;
+
+	x->spliced = splice(x->pipe[0], NULL, x->wfd, NULL, 4096, 0);
+	return NULL;
+}
+
+static void *fork_freeze_fn(void *arg)
+{
+	struct fork_freeze *x = arg;
+
+	x->ret = tf_freeze(x->dev, x->fd, 5 * NSEC_PER_SEC, 0, 0, x->a);
+	return NULL;
+}
+
+TEST_F(fuzz, fork_while_a_freeze_waits)
+{
+	struct fuzz *f = self->f;
+	struct fork_freeze *x = calloc(1, sizeof(*x));
+	pthread_t writer, freezer;
+	pid_t pid;
+
+	ASSERT_NE(NULL, x);
+	/*
+	 * A page of its own, as a struct on a stack or a heap page nobody
+	 * else writes meanwhile: no other write breaks the copy-on-write.
+	 */
+	x->a = mmap(NULL, f->pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, x->a);
+	x->dev = f->dev[0];
+	x->fd = f->fs[0].mfd;
+	ASSERT_EQ(0, pipe(x->pipe));
+	x->wfd = openat(x->fd, "held", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ASSERT_LE(0, x->wfd);
+	ASSERT_EQ(0, pthread_create(&writer, NULL, fork_splice_fn, x));
+	usleep(300 * 1000);	/* in splice(), holding SB_FREEZE_WRITE */
+	ASSERT_EQ(0, pthread_create(&freezer, NULL, fork_freeze_fn, x));
+	usleep(300 * 1000);	/* the FREEZE waits for the writer */
+	pid = fork();
+	if (!pid)
+		_exit(0);
+	ASSERT_EQ(pid, waitpid(pid, NULL, 0));
+	/* Let the writer go: the freeze completes. */
+	ASSERT_EQ(3, write(x->pipe[1], "ok\n", 3));
+	pthread_join(writer, NULL);
+	pthread_join(freezer, NULL);
+	EXPECT_EQ(3, x->spliced);
+	EXPECT_EQ(0, x->ret) TH_LOG("FREEZE: %s, the struct is good", strerror(-x->ret));
+	EXPECT_EQ(1U, x->a->attempts);
+	/* Frozen exactly when it said so. */
+	errno = 0;
+	EXPECT_EQ(x->ret ? -1 : 0, ioctl(x->fd, FITHAW, 0)) TH_LOG("FITHAW: %s", strerror(errno));
+	close(x->wfd);
+	close(x->pipe[0]);
+	close(x->pipe[1]);
+	munmap(x->a, f->pg);
+	free(x);
+	check_after(_metadata, f);
+}
+
 TEST_HARNESS_MAIN
