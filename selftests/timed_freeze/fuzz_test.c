@@ -20,9 +20,11 @@
  * FORCE_THAW at once on one open file of the device, while a thread
  * freezes and thaws the same filesystems from the side (FIFREEZE, and
  * OWNED freezes through a file of its own), another closes and reopens
- * the device under the shared file descriptor, and another flips the
- * page some FREEZE results go to between writable and read-only.  Each
- * result must be in the set the UAPI allows for that input.
+ * the device under the shared file descriptor, another flips the page
+ * some FREEZE results go to between writable and read-only, and another
+ * forks children that share the file and kills them in the middle of
+ * their calls.  Each result must be in the set the UAPI allows for that
+ * input.
  *
  * fuzz.unprivileged_holder_of_the_file: the same calls from a process
  * without CAP_SYS_ADMIN that holds open files of the device, one of them
@@ -79,12 +81,13 @@ enum op {
 	OP_FIFREEZE,
 	OP_FITHAW,
 	OP_REOPEN,
+	OP_KILL,
 	OP_NR
 };
 
 static const char * const op_names[OP_NR] = {
 	"FREEZE", "THAW", "LIST", "FORCE_THAW", "unknown cmd",
-	"FIFREEZE", "FITHAW", "close+reopen",
+	"FIFREEZE", "FITHAW", "close+reopen", "kill child",
 };
 
 /* Where a struct goes. */
@@ -273,7 +276,10 @@ static const char *errname(int e)
 	}
 }
 
-/* A TAP comment, in one write(): no lock, so that threads may all say things. */
+/*
+ * A TAP comment, in one write(): no lock, so that threads, and children
+ * killed at any moment, may all say things.
+ */
 static __printf(2, 3) void say(struct fuzz *f, const char *fmt, ...)
 {
 	char buf[1024] = "# ";
@@ -1366,7 +1372,10 @@ static int check_list(struct fuzz *f, const struct call *c, char *why, size_t le
 		if (fs < 0)
 			return snprintf(why, len, "entry %u: dev %#llx is none of ours", i,
 					(unsigned long long)o.dev);
-		if (o.pid != getpid() || o.flags ||
+		/* Racing, children that share the file make freezes and die. */
+		if ((f->race ? o.pid <= 0 : o.pid != getpid()) ||
+		    (o.flags & ~(f->race ? TIMED_FREEZE_OWNED_EXITED : 0)) ||
+		    (o.flags && o.pid == getpid()) ||
 		    strncmp(o.comm, program_invocation_short_name, sizeof(o.comm) - 1) ||
 		    o.age_ns > tf_now_ns() - f->t_start)
 			return snprintf(why, len, "entry %u: pid %d flags %#x comm %.16s age %llu",
@@ -1921,12 +1930,81 @@ static void *flipper_main(void *arg)
 	return NULL;
 }
 
-enum { W_SIDE = NWORKERS, W_REOPEN, W_FLIPPER, W_ALL };
+/*
+ * In a child process, on its copy of the shared file descriptor (the same
+ * open file, until the parent replaces its own): OWNED freezes, thaws,
+ * lists, until it is killed, in the middle of any of them.  Its freezes
+ * stay with the file, made by a process that has exited, until somebody
+ * thaws them through the file, forces them, or the file's last reference
+ * goes.
+ */
+static void killer_child(struct worker *w)
+{
+	struct fuzz *f = w->f;
+	struct rng *r = &w->r;
+	struct effect eff;
+	struct call c;
+
+	for (;;) {
+		int k = below(r, 100);
+
+		if (k < 50) {
+			gen_call(f, r, &c, OP_FREEZE, k < 10);
+			/* Never a userspace freeze: nobody would thaw it. */
+			c.flags |= TIMED_FREEZE_OWNED;
+			if (k >= 10)
+				pick_fs_fd(f, r, below(r, f->nfs), &c.fd);
+		} else if (k < 70) {
+			gen_call(f, r, &c, OP_THAW, 0);
+			c.flags = TIMED_FREEZE_OWNED;
+			pick_fs_fd(f, r, below(r, f->nfs), &c.fd);
+		} else if (k < 85) {
+			gen_call(f, r, &c, OP_LIST, 0);
+		} else {
+			gen_call(f, r, &c, OP_FORCE_THAW, 0);
+		}
+		race_call(w, &c, f->dev[0], &eff);
+	}
+}
+
+static void *killer_main(void *arg)
+{
+	struct worker *w = arg;
+	struct fuzz *f = w->f;
+	unsigned long long t0;
+	struct expect e = {};
+	struct call c;
+	pid_t pid;
+	int got;
+
+	memset(&c, 0, offsetof(struct call, img));
+	c.op = OP_KILL;
+	ex_add(&e, 0);
+	while (!stopping(f)) {
+		pid = fork();
+		if (!pid) {
+			w->r.s ^= (__u64)getpid() << 20;
+			killer_child(w);
+		}
+		if (pid < 0) {
+			tally(f, &c, errno, &e, 0, 0);
+			break;
+		}
+		usleep(below(&w->r, 20000));
+		t0 = tf_now_ns();
+		kill(pid, SIGKILL);
+		got = waitpid(pid, NULL, 0) == pid ? 0 : errno;
+		tally(f, &c, got, &e, tf_now_ns() - t0, 10 * NSEC_PER_SEC);
+	}
+	return NULL;
+}
+
+enum { W_SIDE = NWORKERS, W_REOPEN, W_FLIPPER, W_KILLER, W_ALL };
 
 static int run_threads(struct fuzz *f)
 {
 	static void *(*const fn[W_ALL - NWORKERS])(void *) = {
-		side_main, reopen_main, flipper_main,
+		side_main, reopen_main, flipper_main, killer_main,
 	};
 	struct worker *w = calloc(W_ALL, sizeof(*w));
 	int i;
@@ -2094,8 +2172,9 @@ FIXTURE_SETUP(fuzz)
 	self->f = NULL;
 	if (why)
 		SKIP(return, "%s", why);
-	f = calloc(1, sizeof(*f));
-	ASSERT_NE(NULL, f);
+	/* Shared: children that share the device file count their calls too. */
+	f = mmap(NULL, sizeof(*f), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, f);
 	self->f = f;
 	f->fs = calloc(MAX_FS, sizeof(*f->fs));
 	ASSERT_NE(NULL, f->fs);
@@ -2146,7 +2225,7 @@ FIXTURE_TEARDOWN(fuzz)
 		fuzz_free(self->f);
 	if (self->f) {
 		free(self->f->fs);
-		free(self->f);
+		munmap(self->f, sizeof(*self->f));
 	}
 }
 
@@ -2248,6 +2327,7 @@ TEST_F_TIMEOUT(fuzz, unprivileged_holder_of_the_file, 3600)
 		_exit(f->failures ? 1 : 0);
 	}
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	f->unpriv = 0;		/* shared with the child */
 	EXPECT_TRUE(WIFEXITED(status) && !WEXITSTATUS(status))
 		TH_LOG("the FAIL lines above tell which calls");
 	/* Somebody else's freezes are still there, and still theirs. */
