@@ -1237,12 +1237,13 @@ static void describe(const struct fuzz *f, const struct call *c, char *buf, size
 		ADD(", id %llu", (unsigned long long)c->id);
 	if (c->op == OP_BADCMD)
 		ADD(", arg %#lx", c->arg);
-	if (!f->race) {
-		for (int i = 0; i < f->nfs; i++)
-			ADD("; %s: %s%s", f->name[i], f->m.st[i].ucount ? "frozen " : "",
-			    f->m.st[i].owner >= 0 ? (f->m.st[i].owner ? "owned by file 1" :
-						     "owned by file 0") :
-			    f->m.st[i].ucount ? "" : "unfrozen");
+	for (int i = 0; i < f->nfs && !f->race; i++) {
+		const struct fs_state *st = &f->m.st[i];
+
+		ADD("; %s: %s", f->name[i],
+		    st->ucount ? "frozen" : st->owner < 0 ? "unfrozen" : "");
+		if (st->owner >= 0)
+			ADD("%sowned by file %d", st->ucount ? ", " : "", st->owner);
 	}
 #undef ADD
 }
@@ -1517,7 +1518,8 @@ static void resync(struct fuzz *f)
 		f->m.st[i].owner = -1;
 		f->m.st[i].owned_id = 0;
 	}
-	say(f, "the model starts again from nothing frozen\n");
+	if (f->failures <= REPORT_MAX)
+		say(f, "the model starts again from nothing frozen\n");
 }
 
 /* FIFREEZE or FITHAW from the side, on a file of @fs. */
