@@ -503,7 +503,6 @@ mod tests {
             Arc,
         },
         time::delay::fsleep,
-        types::ScopeGuard,
         workqueue,
     };
 
@@ -614,13 +613,31 @@ mod tests {
         s.b_done.store(true, Release);
     }
 
-    /// Releases reader A and waits for every work item, however the test ends.
-    fn cleanup(s: &Arc<Shared>) -> ScopeGuard<Arc<Shared>, impl FnOnce(Arc<Shared>)> {
-        ScopeGuard::new_with_data(s.clone(), |s: Arc<Shared>| {
+    /// Releases reader A and waits for every work item when the test case ends, however it
+    /// ends: a KUnit deferred action, which also runs when a failed assertion aborts the case.
+    /// That ends the case's thread without unwinding, so a guard's drop would not run, and a
+    /// reader A left waiting would outlive the module (its code runs on after `rmmod`).
+    fn cleanup(s: &Arc<Shared>) -> Result {
+        /// The action.
+        ///
+        /// # Safety
+        ///
+        /// `data` is a reference on a `Shared` made raw by `cleanup()`, passed here once.
+        unsafe extern "C" fn release(data: *mut c_void) {
+            // SAFETY: The reference `cleanup()` made raw, handed to this action once.
+            let s = unsafe { Arc::from_raw(data.cast::<Shared>()) };
             s.a_release.store(true, Relaxed);
             while s.running.load(Acquire) != 0 {
                 sleep_ms(5);
             }
+        }
+        // SAFETY: Called from a KUnit test case, whose `struct kunit` this returns.
+        let test = unsafe { bindings::kunit_get_current_test() };
+        let data = Arc::into_raw(s.clone()).cast_mut().cast::<c_void>();
+        // SAFETY: `test` is the running case; when the action cannot be added,
+        // `kunit_add_action_or_reset()` runs it at once, which takes the reference back.
+        kernel::error::to_result(unsafe {
+            bindings::kunit_add_action_or_reset(test, Some(release), data)
         })
     }
 
@@ -667,7 +684,7 @@ mod tests {
     #[test]
     fn reader_held_times_out() -> Result {
         let s = shared()?;
-        let _cleanup = cleanup(&s);
+        cleanup(&s)?;
         spawn(&s, reader_a)?;
         assert!(wait_until(5000, || s.a_in.load(Acquire)));
         assert_eq!(s.sem.readers(), 1);
@@ -703,7 +720,7 @@ mod tests {
         // new readers, B arrives and blocks behind the writer. The writer's timeout must
         // release B while A is still inside.
         let s = shared()?;
-        let _cleanup = cleanup(&s);
+        cleanup(&s)?;
         spawn(&s, reader_a)?;
         assert!(wait_until(5000, || s.a_in.load(Acquire)));
         spawn(&s, writer)?;
@@ -849,7 +866,7 @@ mod tests {
     #[test]
     fn passed_deadline_makes_one_attempt() -> Result {
         let s = shared()?;
-        let _cleanup = cleanup(&s);
+        cleanup(&s)?;
         // Free: an already-passed deadline still takes the lock.
         drop(
             s.sem

@@ -471,8 +471,10 @@ impl TimedFreezeFile {
         let sb = SuperBlock::from_file(&file);
         check_freezable(sb)?;
         // The result is written back with page faults disabled (see below); writing the
-        // struct once now makes a bad address fail before anything is frozen.
+        // struct once now makes a bad address fail before anything is frozen, and the pin
+        // keeps a good one writable until then (a fork() by another thread meanwhile).
         uapi::write_ext(arg, usize_, &a)?;
+        let _pin = uapi::ResultPin::new::<uapi::FreezeArgs>(arg, usize_);
 
         let owned = a.flags & uapi::OWNED != 0;
         let holder = if owned {

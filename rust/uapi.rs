@@ -11,6 +11,7 @@ use core::mem::{offset_of, size_of};
 use kernel::{
     bindings,
     ioctl::{_IOC_NR, _IOC_TYPE, _IOW, _IOWR},
+    page::{PAGE_MASK, PAGE_SIZE},
     prelude::*,
     transmute::{AsBytes, FromBytes},
     uaccess::UserSlice,
@@ -290,4 +291,67 @@ pub(crate) fn write_ext_nofault<T: ExtArgs>(addr: usize, usize_: usize, args: &T
         bindings::copy_to_user_nofault(addr as *mut c_void, args.as_bytes().as_ptr().cast(), n)
     };
     kernel::error::to_result(ret.try_into().unwrap_or(-(bindings::EFAULT as i32)))
+}
+
+/// The pages of a result that [`write_ext_nofault`] will write, pinned for writing
+/// (`pin_user_pages_fast(FOLL_WRITE)`) from before a freeze until the result is written.
+///
+/// The write before the freeze leaves the pages present and writable, but nothing keeps them
+/// so: a `fork()` by another thread of the caller while the freeze waits makes private pages
+/// copy-on-write (write-protected), and reclaim or migration can unmap them. The write without
+/// faulting then fails for a good address, and a freeze that succeeded is undone. A pinned
+/// anonymous page is copied for the child at `fork()` instead, and reclaim and migration leave
+/// it alone. A shared mapping of a file of the frozen filesystem is still written back and
+/// write-protected by the freeze's sync, pin or not, and the write fails there, as it must.
+///
+/// Best effort: when the pages cannot be pinned (a mapping of device memory, say), there is
+/// no pin, and the write goes as it would without one.
+pub(crate) struct ResultPin {
+    pages: [*mut bindings::page; 2],
+    n: usize,
+}
+
+impl ResultPin {
+    /// Pins the pages under the first `usize_.min(size_of::<T>())` bytes at `addr`.
+    pub(crate) fn new<T: ExtArgs>(addr: usize, usize_: usize) -> Self {
+        let mut pin = Self {
+            pages: [core::ptr::null_mut(); 2],
+            n: 0,
+        };
+        let len = usize_.min(size_of::<T>());
+        let Some(end) = addr.checked_add(len) else {
+            return pin;
+        };
+        if len == 0 {
+            return pin;
+        }
+        let first = addr & PAGE_MASK;
+        // At most two pages: the struct is smaller than a page.
+        let npages = ((end - 1) & PAGE_MASK).wrapping_sub(first) / PAGE_SIZE + 1;
+        if npages > pin.pages.len() {
+            return pin;
+        }
+        // SAFETY: `pages` has room for `npages` entries; `pin_user_pages_fast()` checks the
+        // user range itself and pins at most `npages` pages, each to be unpinned once (drop).
+        let ret = unsafe {
+            bindings::pin_user_pages_fast(
+                first as c_ulong,
+                npages as c_int,
+                bindings::FOLL_WRITE,
+                pin.pages.as_mut_ptr(),
+            )
+        };
+        // A negative errno pins nothing; fewer pages than asked are unpinned by drop.
+        pin.n = usize::try_from(ret).unwrap_or(0);
+        pin
+    }
+}
+
+impl Drop for ResultPin {
+    fn drop(&mut self) {
+        if self.n > 0 {
+            // SAFETY: `pages[..n]` were pinned by `new()` and are unpinned here, once.
+            unsafe { bindings::unpin_user_pages(self.pages.as_mut_ptr(), self.n as c_ulong) };
+        }
+    }
 }
