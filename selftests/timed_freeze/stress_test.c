@@ -1161,6 +1161,7 @@ static void report(struct __test_metadata *_metadata, struct stress *s,
 {
 	struct counts *n = &s->n;
 	char l[768] = "", ops[256];
+	unsigned long long w[W_OPS];
 
 	cat(l, sizeof(l), "stress %s: %llu s: ", s->type, elapsed);
 	cat(l, sizeof(l), "timed freezes %llu ok (%llu on a retry, %llu begun with A in fsA), ",
@@ -1189,6 +1190,18 @@ static void report(struct __test_metadata *_metadata, struct stress *s,
 	snprintf(l, sizeof(l), "%s/stress-ng.log", s->e.fs.dir);
 	sng_ops(l, ops, sizeof(ops));
 	TH_LOG("stress-ng bogo ops: %s", ops[0] ? ops : "none reported");
+	memset(w, 0, sizeof(w));
+	for (unsigned int id = 0; id < N_WRITERS; id++)
+		for (int op = 0; op < W_OPS; op++)
+			w[op] += s->sh->w[id].ops[op];
+	l[0] = 0;
+	cat(l, sizeof(l), "writers' files: %llu written through a mapping, ", w[W_MMAP]);
+	cat(l, sizeof(l), "%llu by write(), %llu rewritten through a mapping, ", w[W_WRITE],
+	    w[W_REWRITE]);
+	cat(l, sizeof(l), "%llu written from a mapping, %llu replaced by rename, ",
+	    w[W_FROM_MAP], w[W_RENAME]);
+	cat(l, sizeof(l), "%llu unlinked", w[W_UNLINK]);
+	TH_LOG("%s", l);
 	TH_LOG("set-up %llu ms; ended, after the run, in: %s; checks %llu ms",
 	       s->setup_ns / MSEC, s->ends, s->checks_ns / MSEC);
 	if (s->no_fio)
