@@ -77,12 +77,13 @@ struct slot {
 	int state;
 };
 
-enum { W_MMAP, W_WRITE, W_REWRITE, W_FROM_MAP, W_RENAME, W_UNLINK, W_OPS };
+enum { W_MMAP, W_WRITE, W_REWRITE, W_FROM_MAP, W_RENAME, W_UNLINK, W_VERIFY, W_OPS };
 
 struct writer {
 	struct slot slot[N_SLOTS];
 	unsigned long long ops[W_OPS];
-	char err[160];
+	unsigned long long verified;	/* bytes read back during the run */
+	char err[200];
 };
 
 /* Shared with the writer processes and thread A's child. */
@@ -348,6 +349,26 @@ static int put_mapped(int fd, const unsigned char *p, size_t n, int truncate)
 	return ret;
 }
 
+/* Size and checksum of @dir/@name as read now; 0 or -errno. */
+static int read_sum(int dir, const char *name, unsigned long long *size,
+		    unsigned long long *sum)
+{
+	static unsigned char buf[1 << 16];
+	int fd = openat(dir, name, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	*size = 0;
+	*sum = FNV_INIT;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		*sum = fnv1a(buf, n, *sum);
+		*size += n;
+	}
+	close(fd);
+	return n < 0 ? -EIO : 0;
+}
+
 /* One operation on file @i of writer @id; 0 or -errno (@what: which call). */
 static int writer_op(int dir, unsigned int id, unsigned int i, int op, struct slot *sl,
 		     unsigned long long *rng, unsigned char *buf, const unsigned char *src,
@@ -442,10 +463,30 @@ static void writer_main(struct stress *s, unsigned int id)
 	while (!__atomic_load_n(&s->sh->stop, __ATOMIC_ACQUIRE)) {
 		unsigned int i = rnd(&rng) % N_SLOTS, r = rnd(&rng) % 100;
 		struct slot *sl = &w->slot[i];
-		int op = r < 30 ? W_MMAP : r < 50 ? W_WRITE : r < 65 ? W_REWRITE :
-			 r < 80 ? W_FROM_MAP : r < 95 ? W_RENAME : W_UNLINK;
+		int op = r < 25 ? W_MMAP : r < 42 ? W_WRITE : r < 55 ? W_REWRITE :
+			 r < 68 ? W_FROM_MAP : r < 80 ? W_RENAME : r < 85 ? W_UNLINK : W_VERIFY;
 		int ret;
 
+		if (op == W_VERIFY && sl->state == SLOT_WRITTEN) {
+			unsigned long long size, sum;
+			char name[32];
+
+			/* Read back now, under the freezes: the page cache's view. */
+			snprintf(name, sizeof(name), "%u-%u", id, i);
+			ret = read_sum(dir, name, &size, &sum);
+			if (ret || size != sl->size || sum != sl->sum) {
+				snprintf(w->err, sizeof(w->err),
+					 "writer %u, file %s read back during the run: %s, %llu bytes, checksum %016llx; written: %llu bytes, %016llx",
+					 id, name, ret ? strerror(-ret) : "content differs",
+					 size, sum, sl->size, sl->sum);
+				_exit(1);
+			}
+			w->ops[W_VERIFY]++;
+			w->verified += size;
+			continue;
+		}
+		if (op == W_VERIFY)
+			continue;
 		if (op == W_REWRITE && sl->state != SLOT_WRITTEN)
 			op = W_MMAP;
 		/* Not in the manifest while it changes. */
@@ -469,7 +510,6 @@ fail:
 /* The manifests against fsA (mounted again): files, bytes; failures reported. */
 static void check_manifests(struct stress *s)
 {
-	static unsigned char buf[1 << 16];
 	int dir = openat(s->e.fs.mfd, "w", O_RDONLY | O_DIRECTORY);
 
 	if (dir < 0) {
@@ -479,34 +519,26 @@ static void check_manifests(struct stress *s)
 	for (unsigned int id = 0; id < N_WRITERS; id++) {
 		for (unsigned int i = 0; i < N_SLOTS; i++) {
 			struct slot *sl = &s->sh->w[id].slot[i];
-			unsigned long long sum = FNV_INIT, size = 0;
+			unsigned long long sum = 0, size = 0;
 			char name[32];
-			ssize_t n;
-			int fd;
+			int ret;
 
 			snprintf(name, sizeof(name), "%u-%u", id, i);
-			fd = openat(dir, name, O_RDONLY);
+			ret = read_sum(dir, name, &size, &sum);
 			if (sl->state == SLOT_GONE) {
-				if (fd >= 0)
+				if (ret != -ENOENT)
 					failf(s, "file %s was unlinked, and is there", name);
-			} else if (sl->state == SLOT_WRITTEN && fd < 0) {
-				failf(s, "file %s was written, and is not there: %s", name,
-				      strerror(errno));
 			} else if (sl->state == SLOT_WRITTEN) {
-				while ((n = read(fd, buf, sizeof(buf))) > 0) {
-					sum = fnv1a(buf, n, sum);
-					size += n;
-				}
-				if (n < 0 || size != sl->size || sum != sl->sum)
+				if (ret)
+					failf(s, "file %s was written, and cannot be read: %s",
+					      name, strerror(-ret));
+				else if (size != sl->size || sum != sl->sum)
 					failf(s,
-					      "file %s: %llu bytes, checksum %016llx; written: %llu bytes, %016llx%s",
-					      name, size, sum, sl->size, sl->sum,
-					      n < 0 ? " (read error)" : "");
+					      "file %s: %llu bytes, checksum %016llx; written: %llu bytes, %016llx",
+					      name, size, sum, sl->size, sl->sum);
 				s->files++;
 				s->bytes += size;
 			}
-			if (fd >= 0)
-				close(fd);
 		}
 	}
 	close(dir);
@@ -1161,7 +1193,7 @@ static void report(struct __test_metadata *_metadata, struct stress *s,
 {
 	struct counts *n = &s->n;
 	char l[768] = "", ops[256];
-	unsigned long long w[W_OPS];
+	unsigned long long w[W_OPS], verified = 0;
 
 	cat(l, sizeof(l), "stress %s: %llu s: ", s->type, elapsed);
 	cat(l, sizeof(l), "timed freezes %llu ok (%llu on a retry, %llu begun with A in fsA), ",
@@ -1191,16 +1223,19 @@ static void report(struct __test_metadata *_metadata, struct stress *s,
 	sng_ops(l, ops, sizeof(ops));
 	TH_LOG("stress-ng bogo ops: %s", ops[0] ? ops : "none reported");
 	memset(w, 0, sizeof(w));
-	for (unsigned int id = 0; id < N_WRITERS; id++)
+	for (unsigned int id = 0; id < N_WRITERS; id++) {
 		for (int op = 0; op < W_OPS; op++)
 			w[op] += s->sh->w[id].ops[op];
+		verified += s->sh->w[id].verified;
+	}
 	l[0] = 0;
 	cat(l, sizeof(l), "writers' files: %llu written through a mapping, ", w[W_MMAP]);
 	cat(l, sizeof(l), "%llu by write(), %llu rewritten through a mapping, ", w[W_WRITE],
 	    w[W_REWRITE]);
 	cat(l, sizeof(l), "%llu written from a mapping, %llu replaced by rename, ",
 	    w[W_FROM_MAP], w[W_RENAME]);
-	cat(l, sizeof(l), "%llu unlinked", w[W_UNLINK]);
+	cat(l, sizeof(l), "%llu unlinked; ", w[W_UNLINK]);
+	cat(l, sizeof(l), "%llu read back during the run (%llu bytes)", w[W_VERIFY], verified);
 	TH_LOG("%s", l);
 	TH_LOG("set-up %llu ms; ended, after the run, in: %s; checks %llu ms",
 	       s->setup_ns / MSEC, s->ends, s->checks_ns / MSEC);
