@@ -7,6 +7,8 @@
 #   make check        set-up, test kernel, module, tests in a VM
 #   make demo         the deadlock vector, broken, in a VM (VECTOR=fuse|erofs)
 #   make bench        timed freeze vs stock FIFREEZE, side by side (results/bench/)
+#   make stress       freezes under load in a VM, then the ioctl fuzzer
+#                     (DURATION=30m, 90s, 2h; results/stress/)
 #   make kernel       set-up and the cached test kernel only
 #   make tools        the userspace tools (tools/tfreeze)
 #   make man          tools/tfreeze/tfreeze.1
@@ -32,7 +34,7 @@ endif
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KMAKE_VARS) $(if $(CLIPPY),CLIPPY=1)
 
-.PHONY: all module setup kernel check demo bench selftests tools man rust-analyzer fmt clean
+.PHONY: all module setup kernel check demo bench stress selftests tools man rust-analyzer fmt clean
 
 all: module
 
@@ -72,6 +74,10 @@ bench: module selftests
 
 demo: module selftests
 	$(SCRIPTS)/demo $(VECTOR)
+
+# DURATION: the stress test's time under load, split between ext4 and xfs.
+stress: module selftests
+	$(SCRIPTS)/stress $(DURATION)
 
 clean:
 	-[ -z "$(KDIR_DEP)" ] || [ ! -d "$(KDIR)" ] || $(KMAKE) clean

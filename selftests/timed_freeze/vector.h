@@ -277,29 +277,14 @@ static inline int erofs_setup(struct vec_env *self)
 }
 
 /*
- * fsA of @type, the daemon and fsB of @kind; 0 or -1 (with @self->why set
- * when the kernel lacks a feature the vector needs).
+ * Fork the FUSE daemon on @self->v.src_mnt and wait for its "data"; 0 or
+ * -1.  vector_setup() calls it once; a test that re-arms the vector kills
+ * the daemon, unmounts fsB, makes new pipes and calls it again: a new
+ * daemon's first READ takes part in the vector again.
  */
-static inline int vector_setup(struct vec_env *self, const char *type, enum vec_kind kind)
+static inline int vector_fuse_start(struct vec_env *self)
 {
 	struct stat st = {};
-
-	self->fsc.mfd = -1;
-	if (tf_fs_setup(&self->fs, type))
-		return -1;
-	self->v.dev = tf_open_dev();
-	if (self->v.dev < 0)
-		return -1;
-	self->v.mfd = self->fs.mfd;
-	snprintf(self->v.src_mnt, sizeof(self->v.src_mnt), "%s/fsb", self->fs.dir);
-	snprintf(self->ctl.fsa_file, sizeof(self->ctl.fsa_file), "%s/daemon", self->fs.mnt);
-	if (mkdir(self->v.src_mnt, 0755) || pipe2(self->ctl.evt, O_NONBLOCK) ||
-	    pipe(self->ctl.go) || pipe(self->ctl.ans))
-		return -1;
-	if (kind == VEC_NBD)
-		return nbd_setup(self);
-	if (kind == VEC_EROFS)
-		return erofs_setup(self);
 
 	self->daemon = fork();
 	if (self->daemon < 0)
@@ -325,6 +310,31 @@ static inline int vector_setup(struct vec_env *self, const char *type, enum vec_
 		return -1;
 	self->fuse_conn = minor(st.st_dev);
 	return 0;
+}
+
+/*
+ * fsA of @type, the daemon and fsB of @kind; 0 or -1 (with @self->why set
+ * when the kernel lacks a feature the vector needs).
+ */
+static inline int vector_setup(struct vec_env *self, const char *type, enum vec_kind kind)
+{
+	self->fsc.mfd = -1;
+	if (tf_fs_setup(&self->fs, type))
+		return -1;
+	self->v.dev = tf_open_dev();
+	if (self->v.dev < 0)
+		return -1;
+	self->v.mfd = self->fs.mfd;
+	snprintf(self->v.src_mnt, sizeof(self->v.src_mnt), "%s/fsb", self->fs.dir);
+	snprintf(self->ctl.fsa_file, sizeof(self->ctl.fsa_file), "%s/daemon", self->fs.mnt);
+	if (mkdir(self->v.src_mnt, 0755) || pipe2(self->ctl.evt, O_NONBLOCK) ||
+	    pipe(self->ctl.go) || pipe(self->ctl.ans))
+		return -1;
+	if (kind == VEC_NBD)
+		return nbd_setup(self);
+	if (kind == VEC_EROFS)
+		return erofs_setup(self);
+	return vector_fuse_start(self);
 }
 
 /* Abort the FUSE connection: every request in flight fails. */
