@@ -17,7 +17,9 @@
  *  - tf_spawn() starts a kthread that holds a module reference until it
  *    ends (module_put_and_kthread_exit());
  *  - tf_fault_init() and tf_should_fail() are the fault points
- *    (DECLARE_FAULT_ATTR is a macro).
+ *    (DECLARE_FAULT_ATTR is a macro);
+ *  - tf_timeout_log_ratelimit() is printk_ratelimited()'s limit on its own
+ *    (DEFINE_RATELIMIT_STATE is a macro, and the state must be static).
  *
  * The Rust side declares them in rust/helpers.rs.
  */
@@ -29,6 +31,7 @@
 #include <linux/module.h>
 #include <linux/lockdep.h>
 #include <linux/percpu-rwsem.h>
+#include <linux/ratelimit.h>
 #include <linux/rcuwait.h>
 #include <linux/sched.h>
 #include <linux/sched/signal.h>
@@ -133,6 +136,20 @@ void tf_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
 void tf_call_rcu_hurry(struct rcu_head *head, rcu_callback_t func)
 {
 	call_rcu_hurry(head, func);
+}
+
+/*
+ * Whether the line of a freeze that timed out may go to the log: at most
+ * DEFAULT_RATELIMIT_BURST lines in DEFAULT_RATELIMIT_INTERVAL, as
+ * printk_ratelimited() allows, so that a caller retrying in a loop cannot
+ * flood it.  The lines held back are counted in the log ("callbacks
+ * suppressed") and every timeout in the "timeouts" statistic.
+ */
+bool tf_timeout_log_ratelimit(void)
+{
+	static DEFINE_RATELIMIT_STATE(rs, DEFAULT_RATELIMIT_INTERVAL, DEFAULT_RATELIMIT_BURST);
+
+	return __ratelimit(&rs);
 }
 
 /* wake_up_locked(): a macro. */

@@ -60,6 +60,7 @@ extern "C" {
     pub(crate) fn tf_set_flag(flag: *mut c_int);
     pub(crate) fn tf_fault_init();
     pub(crate) fn tf_should_fail(point: c_uint, level: c_uint) -> bool;
+    pub(crate) fn tf_timeout_log_ratelimit() -> bool;
     pub(crate) fn tf_call_rcu_hurry(
         head: *mut bindings::callback_head,
         func: bindings::rcu_callback_t,

@@ -531,7 +531,8 @@ impl TimedFreezeFile {
         a.gave_up = report.gave_up;
 
         if let Err(e) = ret {
-            if e == ETIMEDOUT && report.gave_up != uapi::WAIT_NONE {
+            // At most ten of these lines in five seconds: a caller may retry in a loop.
+            if e == ETIMEDOUT && report.gave_up != uapi::WAIT_NONE && timeout_log_ratelimit() {
                 pr_info!(
                     "freeze of {} timed out: {} attempt(s), last gave up at wait {} with {} writer(s) inside, {} ns; nothing left frozen\n",
                     sb.fs_name(),
@@ -688,6 +689,14 @@ fn ioctl_force_thaw(arg: usize) -> Result<isize> {
         u.age_ns / 1_000_000
     );
     Ok(0)
+}
+
+/// Whether the line of a freeze that timed out may go to the log now (`printk_ratelimited()`'s
+/// limit).
+fn timeout_log_ratelimit() -> bool {
+    // SAFETY: `tf_timeout_log_ratelimit()` takes no arguments and only updates its own static
+    // state, under that state's lock.
+    unsafe { helpers::tf_timeout_log_ratelimit() }
 }
 
 /// `fget(fd)`, as a shareable file.

@@ -228,6 +228,65 @@ TEST_F(fs, held_writer_times_out_and_nothing_stays_frozen)
 	EXPECT_EQ(0, ioctl(self->fs.mfd, FITHAW, 0));
 }
 
+/*
+ * Kernel log records read from @fd (/dev/kmsg, non-blocking) up to its end
+ * that contain @what; those that contain @also in *@n_also; -1 on error.
+ */
+static int kmsg_count(int fd, const char *what, const char *also, int *n_also)
+{
+	char rec[2048];
+	int n = 0;
+
+	*n_also = 0;
+	for (;;) {
+		ssize_t r = read(fd, rec, sizeof(rec) - 1);
+
+		if (r < 0 && errno == EPIPE)	/* overwritten records: go on */
+			continue;
+		if (r < 0)
+			return errno == EAGAIN ? n : -1;
+		rec[r] = 0;
+		n += !!strstr(rec, what);
+		*n_also += !!strstr(rec, also);
+	}
+}
+
+TEST_F(fs, timeout_log_is_rate_limited)
+{
+	const char *held_back = "tf_timeout_log_ratelimit: ";
+	const int freezes = 30;
+	long long timeouts = tf_stat("timeouts");
+	struct timed_freeze_args a;
+	struct held_writer hw;
+	int kmsg, i, n, n_held_back;
+	char line[64];
+
+	kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+	if (kmsg < 0)
+		SKIP(return, "no /dev/kmsg: %s", strerror(errno));
+	ASSERT_LE(0, lseek(kmsg, 0, SEEK_END));
+	snprintf(line, sizeof(line), "freeze of %s timed out", variant->type);
+
+	/* A caller retrying in a loop, each attempt timing out at once. */
+	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	for (i = 0; i < freezes; i++)
+		ASSERT_EQ(-ETIMEDOUT, tf_freeze(self->dev, self->fs.mfd, 0, 0, 0, &a));
+	EXPECT_EQ(timeouts + freezes, tf_stat("timeouts"));
+	n = kmsg_count(kmsg, line, held_back, &n_held_back);
+	TH_LOG("%d timeouts: %d log lines", freezes, n);
+	ASSERT_LE(0, n);
+	EXPECT_GE(10, n);	/* DEFAULT_RATELIMIT_BURST */
+
+	/* Past the interval the next one is logged, with a count of the rest. */
+	usleep(5500 * 1000);	/* DEFAULT_RATELIMIT_INTERVAL: 5 s */
+	ASSERT_EQ(-ETIMEDOUT, tf_freeze(self->dev, self->fs.mfd, 0, 0, 0, &a));
+	n = kmsg_count(kmsg, line, held_back, &n_held_back);
+	EXPECT_EQ(1, n);
+	EXPECT_EQ(1, n_held_back);
+	EXPECT_EQ(3, held_writer_finish(&hw, "ok\n"));
+	close(kmsg);
+}
+
 TEST_F(fs, timeout_zero_is_one_attempt)
 {
 	struct timed_freeze_args a;
