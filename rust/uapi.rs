@@ -294,7 +294,8 @@ pub(crate) fn write_ext_nofault<T: ExtArgs>(addr: usize, usize_: usize, args: &T
 }
 
 /// The pages of a result that [`write_ext_nofault`] will write, pinned for writing
-/// (`pin_user_pages_fast(FOLL_WRITE)`) from before a freeze until the result is written.
+/// (`pin_user_pages_fast(FOLL_WRITE | FOLL_LONGTERM)`) from before a freeze until the result
+/// is written.
 ///
 /// The write before the freeze leaves the pages present and writable, but nothing keeps them
 /// so: a `fork()` by another thread of the caller while the freeze waits makes private pages
@@ -304,8 +305,19 @@ pub(crate) fn write_ext_nofault<T: ExtArgs>(addr: usize, usize_: usize, args: &T
 /// it alone. A shared mapping of a file of the frozen filesystem is still written back and
 /// write-protected by the freeze's sync, pin or not, and the write fails there, as it must.
 ///
-/// Best effort: when the pages cannot be pinned (a mapping of device memory, say), there is
-/// no pin, and the write goes as it would without one.
+/// `FOLL_LONGTERM`, because the pin lasts as long as the freeze waits, which the caller
+/// chooses (up to 17 minutes): the page is first moved out of movable and CMA memory, so the
+/// pin does not stall memory offlining or contiguous allocations, and a shared mapping of a file
+/// (dirty-tracked) is refused before any fault. Without it, pinning such a page that writeback
+/// had write-protected would fault for writing, and `->page_mkwrite()` would wait, uninterruptibly,
+/// for whoever else holds that filesystem frozen.
+///
+/// Best effort: when the pages cannot be pinned (a mapping of device memory, or of a file, say),
+/// there is no pin, and the write goes as it would without one.
+///
+/// # Invariants
+///
+/// `pages[..n]` each hold one pin taken by `pin_user_pages_fast()`, and `n <= 2`.
 pub(crate) struct ResultPin {
     pages: [*mut bindings::page; 2],
     n: usize,
@@ -332,16 +344,18 @@ impl ResultPin {
             return pin;
         }
         // SAFETY: `pages` has room for `npages` entries; `pin_user_pages_fast()` checks the
-        // user range itself and pins at most `npages` pages, each to be unpinned once (drop).
+        // user range itself and pins at most `npages` pages. It may sleep and takes the
+        // `mmap_lock`: we are in an ioctl, holding no lock.
         let ret = unsafe {
             bindings::pin_user_pages_fast(
                 first as c_ulong,
                 npages as c_int,
-                bindings::FOLL_WRITE,
+                bindings::FOLL_WRITE | bindings::FOLL_LONGTERM,
                 pin.pages.as_mut_ptr(),
             )
         };
-        // A negative errno pins nothing; fewer pages than asked are unpinned by drop.
+        // INVARIANT: a negative errno pins nothing; otherwise `ret <= npages <= 2` pages were
+        // pinned, the first `ret` entries of `pages`.
         pin.n = usize::try_from(ret).unwrap_or(0);
         pin
     }
@@ -350,7 +364,7 @@ impl ResultPin {
 impl Drop for ResultPin {
     fn drop(&mut self) {
         if self.n > 0 {
-            // SAFETY: `pages[..n]` were pinned by `new()` and are unpinned here, once.
+            // SAFETY: By the type invariant `pages[..n]` hold one pin each, released here, once.
             unsafe { bindings::unpin_user_pages(self.pages.as_mut_ptr(), self.n as c_ulong) };
         }
     }
