@@ -9,8 +9,7 @@
  *
  *  - load: stress-ng's iomix, hdd, mmap, rename, link and dir stressors
  *    (--verify) and two fio jobs (psync and mmap, both verifying), in
- *    directories of fsA (fio with fio_shm_shim.so preloaded where the
- *    kernel has no SysV IPC);
+ *    directories of fsA;
  *  - data: writer processes of ours write files whole through MAP_SHARED
  *    mappings (msync) or write() (fsync), rewrite them in place through a
  *    mapping, write them from a mapping of another fsA file, replace them
@@ -37,7 +36,6 @@
  * must show timed freezes that succeeded and attempts that gave up while
  * thread A was inside fsA.
  */
-#include <libgen.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
@@ -139,8 +137,6 @@ struct stress {
 	pid_t writer[N_WRITERS];
 	pid_t sng;
 	pid_t fio;
-	int no_fio;			/* fio cannot run here */
-	char fio_shim[160];		/* the LD_PRELOAD fio needs here, or "" */
 	pid_t a;
 	pthread_t th[N_OPS];
 	int nth;
@@ -885,8 +881,7 @@ static pid_t spawn_fio(struct stress *s, const char *log, int create)
 	char head[512];
 
 	snprintf(head, sizeof(head),
-		 "env %s%s fio --directory %s/fio --time_based --runtime=%llu%s",
-		 s->fio_shim[0] ? "LD_PRELOAD=" : "", s->fio_shim, s->e.fs.mnt, s->secs,
+		 "fio --directory %s/fio --time_based --runtime=%llu%s", s->e.fs.mnt, s->secs,
 		 create ? " --create_only=1" : "");
 	return spawn(log, head, fio_args);
 }
@@ -904,7 +899,7 @@ static int start_load(struct stress *s)
 	    mkdirat(s->e.fs.mfd, "fio", 0755))
 		return -1;
 	snprintf(log, sizeof(log), "%s/fio.log", s->e.fs.dir);
-	if (!s->no_fio && tf_wait_child(spawn_fio(s, log, 1), END_MS)) {
+	if (tf_wait_child(spawn_fio(s, log, 1), END_MS)) {
 		tf_run("tail -n 15 %s | sed 's/^/# /' >&2", log);
 		return -1;
 	}
@@ -919,8 +914,6 @@ static int start_load(struct stress *s)
 	snprintf(head, sizeof(head), "stress-ng --temp-path %s/sng --timeout %llus",
 		 s->e.fs.mnt, s->secs);
 	s->sng = spawn(log, head, sng_args);
-	if (s->no_fio)
-		return s->sng < 0 ? -1 : 0;
 	snprintf(log, sizeof(log), "%s/fio.log", s->e.fs.dir);
 	s->fio = spawn_fio(s, log, 0);
 	return s->sng < 0 || s->fio < 0 ? -1 : 0;
@@ -1128,27 +1121,15 @@ static void check_offline(struct stress *s)
 		failf(s, "fsA does not unmount after the manifest check: %s", strerror(errno));
 }
 
-/*
- * fio keeps its jobs in SysV shm.  Where shmget() fails (no CONFIG_SYSVIPC),
- * it runs with fio_shm_shim.so, built beside this program, preloaded; 0, or
- * -1 when fio cannot run here.
- */
-static int fio_shm(struct stress *s)
+/* fio keeps its table of jobs in SysV shm: is there any? */
+static int sysv_shm(void)
 {
 	int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
-	char exe[128];
-	ssize_t n;
 
-	if (id >= 0) {
-		shmctl(id, IPC_RMID, NULL);
+	if (id < 0)
 		return 0;
-	}
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n <= 0)
-		return -1;
-	exe[n] = 0;
-	snprintf(s->fio_shim, sizeof(s->fio_shim), "%s/fio_shm_shim.so", dirname(exe));
-	return access(s->fio_shim, R_OK) ? -1 : 0;
+	shmctl(id, IPC_RMID, NULL);
+	return 1;
 }
 
 /* stress-ng's bogo ops by stressor, from its --metrics-brief lines in @log. */
@@ -1238,14 +1219,9 @@ static void report(struct __test_metadata *_metadata, struct stress *s,
 	TH_LOG("%s", l);
 	TH_LOG("set-up %llu ms; ended, after the run, in: %s; checks %llu ms",
 	       s->setup_ns / MSEC, s->ends, s->checks_ns / MSEC);
-	if (s->no_fio)
-		TH_LOG("fio not run: no SysV shm here (CONFIG_SYSVIPC) and no %s", s->fio_shim);
-	if (s->no_fio)
-		return;
 	snprintf(l, sizeof(l), "%s/fio.log", s->e.fs.dir);
 	fio_io(l, ops, sizeof(ops));
-	TH_LOG("fio%s: %s", s->fio_shim[0] ? " (SysV shm by fio_shm_shim.so)" : "",
-	       ops[0] ? ops : "no totals reported");
+	TH_LOG("fio: %s", ops[0] ? ops : "no totals reported");
 }
 
 /* TF_STRESS_SECONDS for the whole program (default 120), 0 when not a number. */
@@ -1305,11 +1281,12 @@ FIXTURE_SETUP(stress)
 		SKIP(return, "no %s here (kernel or mkfs)", variant->type);
 	if (tf_run("command -v stress-ng >/dev/null && command -v fio >/dev/null"))
 		SKIP(return, "no stress-ng or no fio here (Debian packages stress-ng, fio)");
+	if (!sysv_shm())
+		SKIP(return, "no SysV shm for fio (CONFIG_SYSVIPC)");
 	ASSERT_NE(0ULL, stress_seconds())
 		TH_LOG("TF_STRESS_SECONDS is not a number of seconds: %s",
 		       getenv("TF_STRESS_SECONDS"));
 	s->secs = variant_seconds();
-	s->no_fio = fio_shm(s);
 	s->seed = seed ? strtoull(seed, NULL, 0) : tf_now_ns();
 	s->sh = mmap(NULL, sizeof(*s->sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
 		     -1, 0);

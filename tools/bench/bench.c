@@ -315,12 +315,17 @@ static double throughput(int dirfd, int mfd, int cycle)
 	return w.bytes / (1024.0 * 1024.0) / ((tf_now_ns() - t0) / 1e9);
 }
 
-/* fio's buffered 4k writers in @fs, as a child; its pid. */
+/*
+ * fio's buffered 4k writers in @fs, as a child; its pid, or -1 when fio is
+ * not running two seconds later (it needs SysV IPC for its job table).
+ */
 static pid_t start_fio(struct tf_fs *fs)
 {
 	char dir[128];
 	pid_t fio = fork();
 
+	if (fio < 0)
+		return -1;
 	if (fio == 0) {
 		snprintf(dir, sizeof(dir), "--directory=%s", fs->mnt);
 		execlp("fio", "fio", "--name=busy", dir, "--rw=write", "--bs=4k",
@@ -329,6 +334,10 @@ static pid_t start_fio(struct tf_fs *fs)
 		_exit(127);
 	}
 	sleep(2);	/* fio running */
+	if (waitpid(fio, NULL, WNOHANG) != 0) {
+		fprintf(stderr, "bench: fio is not running (no fio, or no SysV IPC?)\n");
+		return -1;
+	}
 	return fio;
 }
 
@@ -345,6 +354,8 @@ static int bench_busy(struct tf_fs *fs, const char *type)
 	pid_t fio = start_fio(fs);
 	int ret;
 
+	if (fio < 0)
+		return -1;
 	ret = run_until("busy", fs->mfd, type, ms, 2, 50, 600, 240, 50 * 1000);
 	if (!ret)
 		ret = bench_stages(fs, type, "busy", 2, 0);
