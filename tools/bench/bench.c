@@ -232,6 +232,9 @@ static int stage_freeze(const char *what, const char *type, enum method m, int r
 		prev_ns = ns;
 		n++;
 	}
+	/* The same freeze as the caller sees it: what lies outside "begin" to "end". */
+	if (n)
+		printf("call:%s,%s,%s,%d,%lld\n", what, type, method_name[m], rep, us);
 	fflush(stdout);
 	return n ? 0 : -1;
 }

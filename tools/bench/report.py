@@ -77,6 +77,7 @@ def main(output, outdir):
     vector = []
     stops = []
     stages = []
+    calls = {}
     for line in Path(output).read_text().splitlines():
         if line.startswith("csv:"):
             case, fs, method, rep, value = line[4:].split(",")
@@ -87,6 +88,9 @@ def main(output, outdir):
         elif line.startswith("stage:"):
             case, fs, method, rep, frm, to, us = line[6:].split(",")
             stages.append((case, fs, method, int(rep), frm, to, float(us)))
+        elif line.startswith("call:"):
+            case, fs, method, rep, us = line[5:].split(",")
+            calls.setdefault((case, fs, method), {})[int(rep)] = float(us)
         m = re.search(r"(held_daemon_times_out_unfrozen|timed_freeze_breaks_the_chain):"
                       r"(\w+): freeze: (-?\d+) after (\d+) attempts, (\d+) ms", line)
         if m:
@@ -186,11 +190,29 @@ def main(output, outdir):
                         continue
                     cells.append(f"{statistics.median(vals):.0f}")
                 rows.append(f"| {name} | " + " | ".join(cells) + " |")
+            # The same freezes as userspace times the ioctl, and what of it lies outside
+            # freeze_super() / the attempts (the ioctl's own work, the syscall).
+            if any((case, fs, m) in calls for m in methods):
+                whole, outside = [], []
+                for m in methods:
+                    call = calls.get((case, fs, m), {})
+                    tot = {}
+                    for d in per[(case, fs, m)].values():
+                        for r, us in d.items():
+                            tot[r] = tot.get(r, 0.0) + us
+                    reps = sorted(set(call) & set(tot))
+                    whole.append(f"{statistics.median(call.values()):.0f}" if call else "-")
+                    outside.append(f"{statistics.median(call[r] - tot[r] for r in reps):.0f}"
+                                   if reps else "-")
+                rows.append("| the whole ioctl, timed by the caller | " + " | ".join(whole)
+                            + " |")
+                rows.append("| of which outside the freeze (ioctl - total) | "
+                            + " | ".join(outside) + " |")
         # Whole freezes of the stage passes (begin to end), against stock and against a
         # grace period per level.
         rows += ["", "| stage passes: whole freeze, ratio [95% CI] | fs | timed / stock "
-                 "| timed / timed_each | timed_expedited / stock |",
-                 "| --- | --- | --- | --- | --- |"]
+                 "| timed / timed_each | timed_expedited / stock | whole ioctl: timed / stock |",
+                 "| --- | --- | --- | --- | --- | --- |"]
         for case, fs in sorted({(c, f) for c, f, _ in per}):
             tot = {}
             for c, f, m, rep, _, _, us in stages:
@@ -206,6 +228,13 @@ def main(output, outdir):
                     continue
                 point, lo, hi = ratio_ci([tot[m1][r] for r in reps], [tot[m2][r] for r in reps])
                 cells.append(f"{point:.3f} [{lo:.3f}, {hi:.3f}]")
+            ct, cs = calls.get((case, fs, "timed"), {}), calls.get((case, fs, "stock"), {})
+            reps = sorted(set(ct) & set(cs))
+            if reps:
+                point, lo, hi = ratio_ci([ct[r] for r in reps], [cs[r] for r in reps])
+                cells.append(f"{point:.3f} [{lo:.3f}, {hi:.3f}]")
+            else:
+                cells.append("-")
             rows.append(f"| {what[case]} | {fs} | " + " | ".join(cells) + " |")
         with open(outdir / "stages.csv", "w", newline="") as f:
             w = csv.writer(f)
