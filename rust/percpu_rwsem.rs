@@ -841,7 +841,7 @@ mod tests {
     #[test]
     fn switched_write_lock_times_out_and_undoes() -> Result {
         let (s, t) = (shared()?, shared()?);
-        let _cleanup = cleanup(&s);
+        cleanup(&s)?;
         spawn(&s, reader_a)?;
         assert!(wait_until(5000, || s.a_in.load(Acquire)));
         let [ws, wt] = PercpuRwSem::switch_readers_of([&*s.sem, &*t.sem], GracePeriod::Normal);

@@ -174,7 +174,8 @@ struct fs_state {
 struct model {
 	struct fs_state st[MAX_FS];
 	__u64 stale[8];		/* ids of OWNED freezes thawed */
-	int nstale;
+	int nstale;		/* filled entries of stale[] */
+	unsigned int stale_next;	/* where the next one goes */
 };
 
 enum eff_kind { EFF_NONE, EFF_FREEZE_U, EFF_FREEZE_OWNED, EFF_THAW_U, EFF_THAW_OWNED };
@@ -1404,7 +1405,7 @@ static void stale_id(struct model *m, __u64 id)
 {
 	if (!id)
 		return;
-	m->stale[m->nstale % ARRAY_SIZE(m->stale)] = id;
+	m->stale[m->stale_next++ % ARRAY_SIZE(m->stale)] = id;
 	if (m->nstale < (int)ARRAY_SIZE(m->stale))
 		m->nstale++;
 }

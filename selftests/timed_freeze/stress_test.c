@@ -350,13 +350,14 @@ static int read_sum(int dir, const char *name, unsigned long long *size,
 		    unsigned long long *sum)
 {
 	static unsigned char buf[1 << 16];
-	int fd = openat(dir, name, O_RDONLY);
+	int fd;
 	ssize_t n;
 
-	if (fd < 0)
-		return -errno;
 	*size = 0;
 	*sum = FNV_INIT;
+	fd = openat(dir, name, O_RDONLY);
+	if (fd < 0)
+		return -errno;
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		*sum = fnv1a(buf, n, *sum);
 		*size += n;
