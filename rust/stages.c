@@ -129,7 +129,7 @@ bool tf_switch_each_level(void)
 /* Called by the Rust side at its stages; one load and compare when off. */
 void tf_stage_mark(unsigned int stage)
 {
-	if (stage < TF_ST_NR && tf_armed_here())
+	if (tf_armed_here())
 		tf_mark(stage);
 }
 

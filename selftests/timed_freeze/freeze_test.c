@@ -102,14 +102,6 @@ FIXTURE_TEARDOWN(fs)
 		tf_fs_teardown(&self->fs);
 }
 
-/* Is the filesystem writable now?  A child's write must finish quickly. */
-static int fs_writable(int dirfd)
-{
-	pid_t pid = tf_write_child(dirfd, "probe", "probe\n");
-
-	return tf_wait_child(pid, 5000) == 0 && tf_file_is(dirfd, "probe", "probe\n");
-}
-
 /* Is it writable within @ms?  A blocked writer is left to finish later. */
 static int fs_writable_quick(int dirfd)
 {
@@ -153,7 +145,7 @@ TEST_F(fs, frozen_twice_is_ebusy)
 	/* The THAW ioctl without OWNED is FITHAW. */
 	EXPECT_EQ(0, tf_thaw(self->dev, self->fs.mfd, 0));
 	EXPECT_EQ(-EINVAL, tf_thaw(self->dev, self->fs.mfd, 0));
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 }
 
 TEST_F(fs, owned_freeze_thawed_by_close)
@@ -187,7 +179,7 @@ TEST_F(fs, owned_freeze_thawed_by_its_file)
 			       TIMED_FREEZE_OWNED, &a));
 	EXPECT_EQ(0, tf_thaw(self->dev, self->fs.mfd, TIMED_FREEZE_OWNED));
 	EXPECT_EQ(-EINVAL, tf_thaw(self->dev, self->fs.mfd, TIMED_FREEZE_OWNED));
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 }
 
 TEST_F(fs, held_writer_times_out_and_nothing_stays_frozen)
@@ -217,7 +209,7 @@ TEST_F(fs, held_writer_times_out_and_nothing_stays_frozen)
 	EXPECT_EQ(undone + 2, tf_stat("undone_attempts"));
 
 	/* Nothing stays frozen: others write, and a stock freeze could start. */
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 
 	/* The held writer was never disturbed: it completes with its data. */
 	EXPECT_EQ(16, held_writer_finish(&hw, "held writer ok.\n"));
@@ -304,7 +296,7 @@ TEST_F(fs, timeout_zero_is_one_attempt)
 	EXPECT_EQ(-ETIMEDOUT, tf_freeze(self->dev, self->fs.mfd, 0, 0, 0, &a));
 	EXPECT_LE((tf_now_ns() - t0) / NSEC_PER_MSEC, SLACK_MS);
 	EXPECT_EQ(1U, a.attempts);
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 	EXPECT_EQ(3, held_writer_finish(&hw, "ok\n"));
 }
 
@@ -327,7 +319,7 @@ TEST_F(fs, fatal_signal_ends_the_wait)
 	kill(pid, SIGKILL);
 	EXPECT_EQ(128 + SIGKILL, tf_wait_child(pid, 5000));
 	EXPECT_LE((tf_now_ns() - t0) / NSEC_PER_MSEC, SLACK_MS);
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 	EXPECT_EQ(3, held_writer_finish(&hw, "ok\n"));
 }
 
@@ -361,7 +353,7 @@ TEST_F(fs, expedited_freeze)
 	qsort(t[1], N, sizeof(t[1][0]), cmp_ull);
 	TH_LOG("freeze median: normal %llu us, expedited %llu us (%d runs each)",
 	       t[0][N / 2], t[1][N / 2], N);
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 }
 
 /*
@@ -539,7 +531,7 @@ TEST_F_TIMEOUT(fs, concurrent_freezers_thaws_writers_unmount, 180)
 
 	/* Whatever is left frozen by userspace: thaw it (EINVAL: nothing was). */
 	ioctl(self->fs.mfd, FITHAW, 0);
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 	close(self->fs.mfd);
 	self->fs.mfd = -1;
 	/* No reference left: the superblock goes, and the loop device with it. */
@@ -609,7 +601,7 @@ TEST_F(fs, failed_level3_wait_leaves_fs_as_it_was)
 	EXPECT_EQ(1U, a.attempts);
 	EXPECT_EQ(3U, a.timed_out_level);
 	EXPECT_EQ(TIMED_FREEZE_WAIT_LEVEL_FS, a.gave_up);
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 	EXPECT_TRUE(space_comes_back(self->fs.mfd, "big", 64, 10000))
 		TH_LOG("the space of a deleted file did not come back: background GC stopped");
 }
@@ -634,7 +626,7 @@ TEST_F(fs, failed_sync_after_sync_fs_leaves_fs_as_it_was)
 	tf_fault_disarm("sync_bdev");
 	EXPECT_EQ(1U, a.attempts);
 	EXPECT_EQ(TIMED_FREEZE_WAIT_NONE, a.gave_up);
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 	EXPECT_EQ(-1, ioctl(self->fs.mfd, FITHAW, 0));
 	EXPECT_EQ(EINVAL, errno);
 	EXPECT_TRUE(space_comes_back(self->fs.mfd, "big", 64, 10000))
@@ -661,7 +653,7 @@ TEST_F(fs, filesystem_etimedout_is_not_a_deadline)
 	EXPECT_EQ(0U, a.timed_out_level);
 	EXPECT_EQ(TIMED_FREEZE_WAIT_NONE, a.gave_up);
 	EXPECT_EQ(timeouts, tf_stat("timeouts"));
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 }
 
 /*
@@ -707,13 +699,13 @@ static int freeze_into_mapping(struct __test_metadata *_metadata, int dev, int m
 TEST_F(fs, result_in_a_mapping_of_the_frozen_fs)
 {
 	ASSERT_EQ(EFAULT, freeze_into_mapping(_metadata, self->dev, self->fs.mfd, 0));
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 	EXPECT_EQ(-1, ioctl(self->fs.mfd, FITHAW, 0));
 	EXPECT_EQ(EINVAL, errno);
 	/* The same for an owned freeze, which nobody else could thaw. */
 	ASSERT_EQ(EFAULT, freeze_into_mapping(_metadata, self->dev, self->fs.mfd,
 					      TIMED_FREEZE_OWNED));
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 	EXPECT_EQ(-EINVAL, tf_thaw(self->dev, self->fs.mfd, TIMED_FREEZE_OWNED));
 }
 
@@ -813,7 +805,7 @@ TEST_F(fs, admin_thaws_the_owned_freeze_of_a_stuck_holder)
 	EXPECT_EQ(-ENOENT, tf_force_thaw(self->dev, e[i].id));
 	/* The holder's write gets through; its SIGKILL then ends it. */
 	EXPECT_EQ(128 + SIGKILL, tf_wait_child(holder, 5000));
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 	ASSERT_EQ(0, tf_list(self->dev, e, 8, &total));
 	EXPECT_GT(0, find_owned(e, total < 8 ? total : 8, self->fs.mfd));
 }
@@ -856,7 +848,7 @@ TEST_F(fs, admin_sees_a_freeze_held_by_an_inherited_file)
 	EXPECT_EQ(TIMED_FREEZE_OWNED_EXITED, e[i].flags & TIMED_FREEZE_OWNED_EXITED);
 	EXPECT_FALSE(fs_writable_quick(self->fs.mfd));
 	EXPECT_EQ(0, tf_force_thaw(self->dev, e[i].id));
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 	/* The heir's file closes later with nothing left to thaw. */
 	kill(heir, SIGKILL);
 	waitpid(heir, NULL, 0);
@@ -915,7 +907,7 @@ TEST_F(gfs2, timed_freeze_is_eopnotsupp)
 	struct timed_freeze_args a;
 
 	EXPECT_EQ(-EOPNOTSUPP, tf_freeze(self->dev, self->fs.mfd, 0, 0, 0, &a));
-	EXPECT_TRUE(fs_writable(self->fs.mfd));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 }
 
 /* Errors that need no filesystem of ours. */

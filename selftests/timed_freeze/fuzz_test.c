@@ -2048,14 +2048,6 @@ static int run_threads(struct fuzz *f)
 
 /* --- the fixture --------------------------------------------------------- */
 
-/* Is the filesystem writable now?  A child's write must finish quickly. */
-static int fs_writable(int dirfd)
-{
-	pid_t pid = tf_write_child(dirfd, "probe", "probe\n");
-
-	return tf_wait_child(pid, 5000) == 0 && tf_file_is(dirfd, "probe", "probe\n");
-}
-
 static void close_kinds(struct fuzz *f)
 {
 	for (int i = 0; i < f->nkinds; i++) {
@@ -2099,7 +2091,7 @@ static void check_after(struct __test_metadata *_metadata, struct fuzz *f)
 		EXPECT_EQ(-1, ioctl(f->fs[i].mfd, FITHAW, 0)) TH_LOG("%s was frozen", f->name[i]);
 		EXPECT_EQ(EINVAL, errno);
 		if (!f->ro[i])
-			EXPECT_TRUE(fs_writable(f->fs[i].mfd))
+			EXPECT_TRUE(tf_fs_writable(f->fs[i].mfd))
 				TH_LOG("%s is not writable", f->name[i]);
 	}
 	close_kinds(f);
@@ -2254,7 +2246,7 @@ static void report(struct fuzz *f, const char *name, unsigned long long ns,
 		for (int e = 0; e < NERR && at < sizeof(line); e++)
 			if (f->hist[op][e])
 				at += snprintf(line + at, sizeof(line) - at, " %s %u",
-					       errname(e)[1] == '?' ? "E?" : errname(e),
+					       errname(e),
 					       f->hist[op][e]);
 		say(f, "%s\n", line);
 	}

@@ -245,6 +245,14 @@ static inline int tf_file_is(int dirfd, const char *name, const char *data)
 	return n == (ssize_t)strlen(data) && !memcmp(buf, data, n);
 }
 
+/* Is the filesystem of @dirfd writable now?  A child's write must finish in 5 s. */
+static inline int tf_fs_writable(int dirfd)
+{
+	pid_t pid = tf_write_child(dirfd, "probe", "probe\n");
+
+	return tf_wait_child(pid, 5000) == 0 && tf_file_is(dirfd, "probe", "probe\n");
+}
+
 /* A counter from /sys/kernel/debug/timed_freeze/stats, or -1. */
 static inline long long tf_stat(const char *key)
 {

@@ -418,16 +418,11 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench: cannot set up %s\n", types[i]);
 			return 1;
 		}
-		if (only_stages)
-			ret = bench_stages(&fs, types[i], "cycle", NR_METHODS, 0) ||
-			      bench_stages(&fs, types[i], "spaced", NR_METHODS, 200 * 1000);
-		else
-			ret = bench_cycle(&fs, types[i]) ||
-			      bench_stages(&fs, types[i], "cycle", NR_METHODS, 0) ||
-			      bench_stages(&fs, types[i], "spaced", NR_METHODS, 200 * 1000) ||
-			      bench_busy(&fs, types[i]) ||
-			      bench_tput(&fs, types[i]) ||
-			      (i == 0 && bench_module(&fs, types[i], ko));
+		ret = (!only_stages && bench_cycle(&fs, types[i])) ||
+		      bench_stages(&fs, types[i], "cycle", NR_METHODS, 0) ||
+		      bench_stages(&fs, types[i], "spaced", NR_METHODS, 200 * 1000) ||
+		      (!only_stages && (bench_busy(&fs, types[i]) || bench_tput(&fs, types[i]) ||
+					(i == 0 && bench_module(&fs, types[i], ko))));
 		tf_fs_teardown(&fs);
 		if (ret) {
 			fprintf(stderr, "bench: %s failed\n", types[i]);

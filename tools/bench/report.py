@@ -111,7 +111,7 @@ def main(output, outdir):
         reps = sorted(set(a) & set(b))
         return [a[r] for r in reps], [b[r] for r in reps]
 
-    unit = {"spaced": "us", "cycle": "us", "busy": "us", "tput_cycle": "MiB/s", "tput_module": "MiB/s"}
+    unit = {"cycle": "us", "busy": "us", "tput_cycle": "MiB/s", "tput_module": "MiB/s"}
     what = {
         "spaced": "freeze of an idle fs, 200 ms after the last thaw",
         "cycle": "freeze of an idle fs",
@@ -163,6 +163,11 @@ def main(output, outdir):
             name = STAGE_NAMES.get((frm, to), f"{frm} -> {to}")
             per.setdefault((case, fs, method), {}).setdefault(name, {}).setdefault(rep, 0.0)
             per[(case, fs, method)][name][rep] += us
+        # Each freeze's stages summed: the whole freeze, begin to end.
+        totals = {}
+        for case, fs, method, rep, _, _, us in stages:
+            t = totals.setdefault((case, fs, method), {})
+            t[rep] = t.get(rep, 0.0) + us
         for case, fs in sorted({(c, f) for c, f, _ in per}):
             methods = sorted(m for c, f, m in per if (c, f) == (case, fs))
             names = []
@@ -177,11 +182,7 @@ def main(output, outdir):
                 for m in methods:
                     st = per[(case, fs, m)]
                     if name == "total":
-                        tot = {}
-                        for d in st.values():
-                            for r, us in d.items():
-                                tot[r] = tot.get(r, 0.0) + us
-                        vals = list(tot.values())
+                        vals = list(totals[(case, fs, m)].values())
                     elif name in st:
                         # A stage missing in a freeze counts 0 there.
                         vals = list(st[name].values()) + [0.0] * (ns[m] - len(st[name]))
@@ -196,10 +197,7 @@ def main(output, outdir):
                 whole, outside = [], []
                 for m in methods:
                     call = calls.get((case, fs, m), {})
-                    tot = {}
-                    for d in per[(case, fs, m)].values():
-                        for r, us in d.items():
-                            tot[r] = tot.get(r, 0.0) + us
+                    tot = totals[(case, fs, m)]
                     reps = sorted(set(call) & set(tot))
                     whole.append(f"{statistics.median(call.values()):.0f}" if call else "-")
                     outside.append(f"{statistics.median(call[r] - tot[r] for r in reps):.0f}"
@@ -214,11 +212,7 @@ def main(output, outdir):
                  "| timed / timed_each | timed_expedited / stock | whole ioctl: timed / stock |",
                  "| --- | --- | --- | --- | --- | --- |"]
         for case, fs in sorted({(c, f) for c, f, _ in per}):
-            tot = {}
-            for c, f, m, rep, _, _, us in stages:
-                if (c, f) == (case, fs):
-                    tot.setdefault(m, {}).setdefault(rep, 0.0)
-                    tot[m][rep] += us
+            tot = {m: t for (c, f, m), t in totals.items() if (c, f) == (case, fs)}
             cells = []
             for m1, m2 in (("timed", "stock"), ("timed", "timed_each"),
                            ("timed_expedited", "stock")):
