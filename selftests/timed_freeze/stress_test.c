@@ -1284,6 +1284,11 @@ FIXTURE_SETUP(stress)
 		SKIP(return, "no stress-ng or no fio here (Debian packages stress-ng, fio)");
 	if (!sysv_shm())
 		SKIP(return, "no SysV shm for fio (CONFIG_SYSVIPC)");
+	s->e.v.dev = tf_open_dev();
+	if (s->e.v.dev < 0)
+		SKIP(return, "no %s: the module is not loaded", TIMED_FREEZE_DEVICE);
+	close(s->e.v.dev);
+	s->e.v.dev = -1;
 	ASSERT_NE(0ULL, stress_seconds())
 		TH_LOG("TF_STRESS_SECONDS is not a number of seconds: %s",
 		       getenv("TF_STRESS_SECONDS"));

@@ -14,11 +14,7 @@
  * times out, undoes itself so the daemon's write gets through, and
  * succeeds on its retry.  vector_demo.c tells the same story to a person.
  */
-#include "kselftest_harness.h"
-#include "vector.h"
-
-/* How long the stock FIFREEZE gets before we call it wedged. */
-#define WATCHDOG_MS	3000
+#include "vector_test.h"
 
 FIXTURE(vec) {
 	struct vec_env e;
@@ -86,27 +82,6 @@ FIXTURE_TEARDOWN(vec)
 	vector_teardown(&self->e);
 }
 
-/* After a case: A's data is exact, the fs checks clean, nobody is in D. */
-static void check_integrity(struct __test_metadata *_metadata,
-			    struct vec_env *self, const char *type, int data)
-{
-	const char *d;
-
-	if (data) {
-		EXPECT_EQ(FILE_SIZE, self->v.a_ret);
-		EXPECT_TRUE(dest_is_right(self->fs.mfd));
-	}
-	EXPECT_TRUE(tf_file_is(self->fs.mfd, "daemon", "daemon wrote\n"));
-	close(self->fs.mfd);
-	self->fs.mfd = -1;
-	umount2(self->v.src_mnt, MNT_DETACH);
-	ASSERT_EQ(0, umount2(self->fs.mnt, 0));
-	EXPECT_EQ(0, tf_run(strcmp(type, "xfs") ? "e2fsck -fn %s >/dev/null 2>&1" :
-			    "xfs_repair -n %s >/dev/null 2>&1", self->fs.img));
-	d = task_in_d_state();
-	EXPECT_EQ(NULL, d) TH_LOG("task in D state: %s", d);
-}
-
 TEST_F(vec, timed_freeze_breaks_the_chain)
 {
 	const unsigned long long timeout_ms = 1000;
@@ -171,51 +146,12 @@ TEST_F(vec, held_daemon_times_out_unfrozen)
 	check_integrity(_metadata, &self->e, variant->type, 1);
 }
 
-/*
- * The stock path: FIFREEZE on the same vector does not return.  The
- * expectation "returns within the watchdog" fails (reported as XFAIL), then
- * the system is rescued by failing the daemon's held request
- * (vector_rescue(): the FUSE connection aborted, or the HSM daemon's
- * FAN_DENY_ERRNO(EIO)): A's write fails cleanly, and the freeze completes.
- */
+/* The stock path: FIFREEZE on the same vector does not return (XFAIL). */
 TEST_F_TIMEOUT(vec, stock_fifreeze, 120)
 {
-	const char *d;
-	pid_t freezer;
-	int returned;
-
 	if (variant->kind == VEC_NBD)
 		SKIP(return, "the stock path is shown with FUSE and EROFS");
-	ASSERT_EQ(0, send_byte(self->e.ctl.ans[1]));
-	ASSERT_EQ(0, start_thread_a(&self->e));
-	freezer = fork();
-	ASSERT_LE(0, freezer);
-	if (freezer == 0)
-		_exit(ioctl(self->e.fs.mfd, FIFREEZE, 0) ? 1 : 0);
-	usleep(150 * 1000);
-	ASSERT_EQ(0, send_byte(self->e.ctl.go[1]));
-
-	returned = tf_wait_child(freezer, WATCHDOG_MS);
-	d = task_in_d_state();
-	TH_LOG("%s: stock FIFREEZE %s within %d ms; daemon's write %s; in D state: %s",
-	       vec_kind_name[variant->kind], returned < 0 ? "did not return" : "returned",
-	       WATCHDOG_MS, wait_event(self->e.ctl.evt[0], 'w', 10) ? "done" : "blocked",
-	       d ? d : "none");
-	EXPECT_LE(0, returned);
-
-	/* Rescue: the daemon's request fails; so does A's fault, and A leaves. */
-	ASSERT_EQ(0, vector_rescue(&self->e));
-	pthread_join(self->e.a, NULL);
-	self->e.a_started = 0;
-	TH_LOG("rescued: thread A's write returned %zd", self->e.v.a_ret);
-	EXPECT_GT(0, self->e.v.a_ret);
-	/* The freeze then completes; thawing lets the daemon finish. */
-	if (returned < 0)
-		ASSERT_EQ(0, tf_wait_child(freezer, 5000));
-	ASSERT_EQ(0, ioctl(self->e.fs.mfd, FITHAW, 0));
-	ASSERT_TRUE(wait_event(self->e.ctl.evt[0], 'w', 5000));
-	/* A's data is lost (that is the rescue), but fsA is clean. */
-	check_integrity(_metadata, &self->e, variant->type, 0);
+	stock_fifreeze(_metadata, &self->e, variant->type, variant->kind);
 }
 
 XFAIL_ADD(vec, ext4, stock_fifreeze);

@@ -1,0 +1,297 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The deadlock vectors of vector_test.c (FUSE, NBD, EROFS under a fanotify
+ * HSM daemon) against plain FIFREEZE on the RFC kernel (patches/rfc), whose
+ * sysctls fs.freeze_timeout_ms and fs.freeze_retries give every userspace
+ * freeze a deadline, without the module:
+ *
+ *   set:    the attempt times out, undoes itself so the daemon's write gets
+ *           through, and the retry freezes; or, with the daemon holding its
+ *           answer, FIFREEZE fails with ETIMEDOUT and nothing stays frozen;
+ *   unset:  today's behaviour, FIFREEZE wedges (XFAIL, then rescued).
+ *
+ * Built for make check-rfc; it skips on a kernel without the sysctls.
+ */
+#include <signal.h>
+
+#include "vector_test.h"
+
+#define SYSCTL_TIMEOUT	"/proc/sys/fs/freeze_timeout_ms"
+#define SYSCTL_RETRIES	"/proc/sys/fs/freeze_retries"
+
+/* The sysctl at @path as a number, or -1. */
+static long long sysctl_get(const char *path)
+{
+	char buf[32] = "";
+	long long v = -1;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return -1;
+	if (fgets(buf, sizeof(buf), f))
+		sscanf(buf, "%lld", &v);
+	fclose(f);
+	return v;
+}
+
+static int sysctl_set(const char *path, long long v)
+{
+	FILE *f = fopen(path, "w");
+	int ret;
+
+	if (!f)
+		return -1;
+	ret = fprintf(f, "%lld\n", v) > 0 ? 0 : -1;
+	return fclose(f) ? -1 : ret;
+}
+
+FIXTURE(rfc) {
+	struct vec_env e;
+	long long saved_timeout, saved_retries;
+};
+
+FIXTURE_VARIANT(rfc) {
+	const char *type;	/* fsA */
+	enum vec_kind kind;	/* fsB */
+};
+
+FIXTURE_VARIANT_ADD(rfc, ext4) {
+	.type = "ext4",
+};
+
+FIXTURE_VARIANT_ADD(rfc, xfs) {
+	.type = "xfs",
+};
+
+FIXTURE_VARIANT_ADD(rfc, ext4_nbd) {
+	.type = "ext4",
+	.kind = VEC_NBD,
+};
+
+FIXTURE_VARIANT_ADD(rfc, xfs_nbd) {
+	.type = "xfs",
+	.kind = VEC_NBD,
+};
+
+FIXTURE_VARIANT_ADD(rfc, ext4_erofs) {
+	.type = "ext4",
+	.kind = VEC_EROFS,
+};
+
+FIXTURE_VARIANT_ADD(rfc, xfs_erofs) {
+	.type = "xfs",
+	.kind = VEC_EROFS,
+};
+
+FIXTURE_SETUP(rfc)
+{
+	int ret;
+
+	self->saved_timeout = -1;
+	self->e.v.dev = -1;
+	if (geteuid())
+		SKIP(return, "needs root");
+	if (access(SYSCTL_TIMEOUT, F_OK) || access(SYSCTL_RETRIES, F_OK))
+		SKIP(return, "no fs.freeze_timeout_ms: not the RFC kernel (patches/rfc)");
+	if (access("/dev/fuse", F_OK) && variant->kind == VEC_FUSE)
+		SKIP(return, "no /dev/fuse (CONFIG_FUSE_FS)");
+	if (access(NBD_DEV, F_OK) && variant->kind == VEC_NBD)
+		SKIP(return, "no %s (CONFIG_BLK_DEV_NBD)", NBD_DEV);
+	if (variant->kind == VEC_EROFS && tf_fs_missing("erofs"))
+		SKIP(return, "no erofs here (CONFIG_EROFS_FS or mkfs.erofs)");
+	if (tf_fs_missing(variant->type))
+		SKIP(return, "no %s here (kernel or mkfs)", variant->type);
+	self->saved_timeout = sysctl_get(SYSCTL_TIMEOUT);
+	self->saved_retries = sysctl_get(SYSCTL_RETRIES);
+	ASSERT_LE(0, self->saved_timeout);
+	ASSERT_LE(0, self->saved_retries);
+	ret = vector_setup(&self->e, variant->type, variant->kind);
+	if (ret && self->e.why)
+		SKIP(return, "%s", self->e.why);
+	ASSERT_EQ(0, ret);
+	/* The vector is against the kernel's FIFREEZE, not the module's. */
+	if (self->e.v.dev >= 0)
+		close(self->e.v.dev);
+	self->e.v.dev = -1;
+}
+
+FIXTURE_TEARDOWN(rfc)
+{
+	/* The teardown thaws: a deadline must not be left to end its freeze. */
+	vector_teardown(&self->e);
+	if (self->saved_timeout >= 0) {
+		sysctl_set(SYSCTL_TIMEOUT, self->saved_timeout);
+		sysctl_set(SYSCTL_RETRIES, self->saved_retries);
+	}
+}
+
+static void set_deadline(struct __test_metadata *_metadata,
+			 unsigned long long ms, unsigned int retries)
+{
+	ASSERT_EQ(0, sysctl_set(SYSCTL_TIMEOUT, ms));
+	ASSERT_EQ(0, sysctl_set(SYSCTL_RETRIES, retries));
+	ASSERT_EQ((long long)ms, sysctl_get(SYSCTL_TIMEOUT));
+	ASSERT_EQ((long long)retries, sysctl_get(SYSCTL_RETRIES));
+}
+
+/*
+ * Wait until a freezer blocks fsA's writers (its rcu_sync_enter() can take
+ * long under emulation): until a probe's write hangs.  Returns that probe,
+ * to be reaped once fsA is thawed, or -1.
+ */
+static pid_t wait_writers_blocked(struct vec_env *e)
+{
+	pid_t probe = -1;
+
+	for (int i = 0; i < 50; i++) {
+		probe = tf_write_child(e->fs.mfd, "probe0", "probe\n");
+		if (probe < 0 || tf_wait_child(probe, 200) < 0)
+			break;
+		probe = -1;
+	}
+	return probe;
+}
+
+/*
+ * The vector against plain FIFREEZE: thread A in its fault, the freezer
+ * started and blocking writers, then the daemon told to write to fsA and,
+ * with @answer, to answer once its write got through.  Returns when
+ * FIFREEZE returned; *@probe is the hung probe.
+ */
+static int plain_vector(struct vec_env *e, int answer, pid_t *probe)
+{
+	pthread_t fr;
+
+	if (start_thread_a(e) || pthread_create(&fr, NULL, thread_freezer, &e->v))
+		return -1;
+	*probe = wait_writers_blocked(e);
+	if (*probe < 0 || send_byte(e->ctl.go[1]) || (answer && send_byte(e->ctl.ans[1]))) {
+		pthread_join(fr, NULL);
+		return -1;
+	}
+	return pthread_join(fr, NULL);
+}
+
+/*
+ * The daemon answers once its write got through: the first attempt times
+ * out on thread A, its undo lets the daemon write, A finishes, and the
+ * retry freezes.  Plain FIFREEZE returns 0 after about one timeout.
+ */
+TEST_F_TIMEOUT(rfc, fifreeze_breaks_the_chain, 120)
+{
+	const unsigned long long timeout_ms = 1000;
+	unsigned long long ms;
+	pid_t pid, probe;
+
+	set_deadline(_metadata, timeout_ms, 2);
+	ASSERT_EQ(0, plain_vector(&self->e, 1, &probe));
+	ms = self->e.v.args.elapsed_ns / NSEC_PER_MSEC;
+	TH_LOG("%s: FIFREEZE: %d after %llu ms (bound [%llu, %llu])",
+	       vec_kind_name[variant->kind], self->e.v.freeze_ret, ms, timeout_ms,
+	       timeout_ms + SLACK_MS);
+	ASSERT_EQ(0, self->e.v.freeze_ret);
+	EXPECT_GE(ms, timeout_ms);
+	EXPECT_LE(ms, timeout_ms + SLACK_MS);
+	EXPECT_TRUE(wait_event(self->e.ctl.evt[0], 'w', 1000));
+
+	/* fsA is really frozen now ... */
+	pid = tf_write_child(self->e.fs.mfd, "probe", "probe\n");
+	EXPECT_EQ(-1, tf_wait_child(pid, 300));
+	ASSERT_EQ(0, ioctl(self->e.fs.mfd, FITHAW, 0));
+	EXPECT_EQ(0, tf_wait_child(pid, 5000));
+	EXPECT_EQ(0, tf_wait_child(probe, 5000));
+
+	pthread_join(self->e.a, NULL);
+	self->e.a_started = 0;
+	check_integrity(_metadata, &self->e, variant->type, 1);
+}
+
+/*
+ * The daemon holds its answer: every attempt times out, FIFREEZE fails with
+ * ETIMEDOUT after timeout x attempts (plus the pauses), and fsA is left
+ * unfrozen with the daemon's write through.
+ */
+TEST_F_TIMEOUT(rfc, fifreeze_held_daemon_times_out_unfrozen, 120)
+{
+	const unsigned long long timeout_ms = 300;
+	unsigned long long ms;
+	pid_t pid, probe;
+
+	set_deadline(_metadata, timeout_ms, 2);
+	ASSERT_EQ(0, plain_vector(&self->e, 0, &probe));
+	ms = self->e.v.args.elapsed_ns / NSEC_PER_MSEC;
+	TH_LOG("%s: FIFREEZE: %d after %llu ms (bound [%llu, %llu])",
+	       vec_kind_name[variant->kind], self->e.v.freeze_ret, ms, 3 * timeout_ms,
+	       3 * timeout_ms + SLACK_MS);
+	EXPECT_EQ(-ETIMEDOUT, self->e.v.freeze_ret);
+	EXPECT_GE(ms, 3 * timeout_ms);
+	EXPECT_LE(ms, 3 * timeout_ms + SLACK_MS);
+	/* The undo let the daemon's write through ... */
+	EXPECT_TRUE(wait_event(self->e.ctl.evt[0], 'w', 1000));
+	/* ... and left fsA unfrozen and writable. */
+	EXPECT_EQ(0, tf_wait_child(probe, 5000));
+	pid = tf_write_child(self->e.fs.mfd, "probe", "probe\n");
+	EXPECT_EQ(0, tf_wait_child(pid, 5000));
+
+	/* Released, the daemon answers and everything completes. */
+	ASSERT_EQ(0, send_byte(self->e.ctl.ans[1]));
+	pthread_join(self->e.a, NULL);
+	self->e.a_started = 0;
+	check_integrity(_metadata, &self->e, variant->type, 1);
+}
+
+/*
+ * A fatal signal ends the wait long before the deadline: the freezer dies
+ * at once, and its attempt is undone as at a deadline.
+ */
+TEST_F_TIMEOUT(rfc, fifreeze_killed_while_waiting, 120)
+{
+	unsigned long long t0, ms;
+	pid_t freezer, pid, probe;
+	int status;
+
+	set_deadline(_metadata, 60000, 0);
+	ASSERT_EQ(0, start_thread_a(&self->e));
+	freezer = fork();
+	ASSERT_LE(0, freezer);
+	if (freezer == 0)
+		_exit(ioctl(self->e.fs.mfd, FIFREEZE, 0) ? 1 : 0);
+	probe = wait_writers_blocked(&self->e);
+	ASSERT_LE(0, probe);
+	ASSERT_EQ(0, send_byte(self->e.ctl.go[1]));
+	/* The daemon's write is blocked behind the freezer ... */
+	EXPECT_FALSE(wait_event(self->e.ctl.evt[0], 'w', 500));
+	t0 = tf_now_ns();
+	ASSERT_EQ(0, kill(freezer, SIGKILL));
+	ASSERT_EQ(freezer, waitpid(freezer, &status, 0));
+	ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
+	TH_LOG("%s: the killed freezer was gone after %llu ms", vec_kind_name[variant->kind], ms);
+	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	EXPECT_LE(ms, 2000ULL);
+	/* ... and goes through once it is gone; fsA is not frozen. */
+	EXPECT_TRUE(wait_event(self->e.ctl.evt[0], 'w', 1000));
+	EXPECT_EQ(0, tf_wait_child(probe, 5000));
+	pid = tf_write_child(self->e.fs.mfd, "probe", "probe\n");
+	EXPECT_EQ(0, tf_wait_child(pid, 5000));
+
+	ASSERT_EQ(0, send_byte(self->e.ctl.ans[1]));
+	pthread_join(self->e.a, NULL);
+	self->e.a_started = 0;
+	check_integrity(_metadata, &self->e, variant->type, 1);
+}
+
+/* fs.freeze_timeout_ms 0, the default: today's FIFREEZE, which wedges. */
+TEST_F_TIMEOUT(rfc, fifreeze_unset_wedges, 120)
+{
+	if (variant->kind == VEC_NBD)
+		SKIP(return, "the stock path is shown with FUSE and EROFS");
+	set_deadline(_metadata, 0, 0);
+	stock_fifreeze(_metadata, &self->e, variant->type, variant->kind);
+}
+
+XFAIL_ADD(rfc, ext4, fifreeze_unset_wedges);
+XFAIL_ADD(rfc, xfs, fifreeze_unset_wedges);
+XFAIL_ADD(rfc, ext4_erofs, fifreeze_unset_wedges);
+XFAIL_ADD(rfc, xfs_erofs, fifreeze_unset_wedges);
+
+TEST_HARNESS_MAIN
