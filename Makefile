@@ -10,6 +10,9 @@
 #   make stress       freezes under load in a VM, then the ioctl fuzzer
 #                     (DURATION=30m, 90s, 2h; results/stress/)
 #   make kernel       set-up and the cached test kernel only
+#   make rfc-kernel   set-up and the upstream RFC series' kernel (patches/rfc/)
+#   make check-rfc    the RFC series' KUnit suite and selftests on its kernel
+#                     in a VM (results/check-rfc/)
 #   make tools        the userspace tools (tools/tfreeze)
 #   make man          tools/tfreeze/tfreeze.1
 #   make rust-analyzer  rust-project.json for editors
@@ -34,7 +37,7 @@ endif
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KMAKE_VARS) $(if $(CLIPPY),CLIPPY=1)
 
-.PHONY: all module setup kernel check demo bench stress selftests tools man rust-analyzer fmt clean
+.PHONY: all module setup kernel rfc-kernel check check-rfc demo bench stress selftests tools man rust-analyzer fmt clean
 
 all: module
 
@@ -43,6 +46,12 @@ setup:
 
 kernel: setup
 	$(SCRIPTS)/kernel >/dev/null
+
+# The upstream RFC series (patches/rfc/) applied to the same source, with
+# its own config fragment (scripts/kconfig/rfc.config), cached under its
+# own key; its tests need neither the module nor the stock kernel.
+rfc-kernel: setup
+	$(SCRIPTS)/kernel --rfc >/dev/null
 
 module: $(KDIR_DEP)
 	$(KMAKE) modules
@@ -67,6 +76,9 @@ man: tools
 
 check: module selftests tools
 	$(SCRIPTS)/check
+
+check-rfc: rfc-kernel
+	$(SCRIPTS)/check --rfc
 
 bench: module selftests
 	$(MAKE) -C tools/bench KDIR=$(KDIR)
