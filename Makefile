@@ -6,7 +6,9 @@
 #   make KDIR=DIR     build the module against another (built) kernel tree
 #   make check        set-up, test kernel, module, tests in a VM
 #   make demo         the deadlock vector, broken, in a VM (VECTOR=fuse|erofs)
-#   make bench        timed freeze vs stock FIFREEZE, side by side (results/bench/)
+#   make bench        timed freeze vs stock FIFREEZE, side by side, and the RFC
+#                     kernel's FIFREEZE with its deadline vs without (results/bench/;
+#                     TF_RFC_KDIR=DIR: that RFC kernel instead of make rfc-kernel's)
 #   make stress       freezes under load in a VM, then the ioctl fuzzer
 #                     (DURATION=30m, 90s, 2h; results/stress/)
 #   make kernel       set-up and the cached test kernel only
@@ -30,6 +32,12 @@ ifeq ($(KDIR),)
 # Our own test kernel: set it up and build it first when needed.
 KDIR_DEP := kernel
 KDIR = $(shell $(SCRIPTS)/kernel --dir)
+endif
+
+# The RFC kernel of make bench's second VM: TF_RFC_KDIR, else ours
+# (make rfc-kernel).
+ifeq ($(TF_RFC_KDIR),)
+RFC_KDIR_DEP := rfc-kernel
 endif
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KMAKE_VARS) $(if $(CLIPPY),CLIPPY=1)
@@ -68,7 +76,7 @@ man: tools
 check: module selftests tools
 	$(SCRIPTS)/check
 
-bench: module selftests
+bench: module selftests $(RFC_KDIR_DEP)
 	$(MAKE) -C tools/bench KDIR=$(KDIR)
 	$(SCRIPTS)/bench
 
