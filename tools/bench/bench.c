@@ -499,7 +499,7 @@ static int rfc_setup(int argc, char **argv)
 		if (!*argv[i] || strlen(argv[i]) >= sizeof(rfc_timeout) - 1 ||
 		    argv[i][strspn(argv[i], "0123456789")] ||
 		    (i == 0 && !strtoul(argv[i], NULL, 10))) {
-			fprintf(stderr, "bench: --rfc wants a deadline in ms (not 0) and a number of retries, not: %s\n",
+			fprintf(stderr, "bench: --rfc wants MS (> 0) and RETRIES, not: %s\n",
 				argv[i]);
 			return -1;
 		}
@@ -508,7 +508,7 @@ static int rfc_setup(int argc, char **argv)
 	if (argc > 1)
 		snprintf(rfc_retries, sizeof(rfc_retries), "%s", argv[1]);
 	if (access(SYSCTL_TIMEOUT, F_OK) || access(SYSCTL_RETRIES, F_OK)) {
-		fprintf(stderr, "bench: --rfc: no %s or %s: this kernel is not the RFC kernel (scripts/kernel --rfc)\n",
+		fprintf(stderr, "bench: --rfc: no %s or %s: not the RFC kernel\n",
 			SYSCTL_TIMEOUT, SYSCTL_RETRIES);
 		return -1;
 	}
@@ -559,7 +559,8 @@ int main(int argc, char **argv)
 		else
 			ret = (!only_stages && bench_cycle(&fs, types[i])) ||
 			      bench_stages(&fs, types[i], "cycle", NR_MODULE_METHODS, 0) ||
-			      bench_stages(&fs, types[i], "spaced", NR_MODULE_METHODS, 200 * 1000) ||
+			      bench_stages(&fs, types[i], "spaced", NR_MODULE_METHODS,
+					   200 * 1000) ||
 			      (!only_stages && (bench_busy(&fs, types[i]) ||
 						bench_tput(&fs, types[i]) ||
 						(i == 0 && bench_module(&fs, types[i], ko))));
