@@ -34,12 +34,6 @@ KDIR_DEP := kernel
 KDIR = $(shell $(SCRIPTS)/kernel --dir)
 endif
 
-# The RFC kernel of make bench's second VM: TF_RFC_KDIR, else ours
-# (make rfc-kernel).
-ifeq ($(TF_RFC_KDIR),)
-RFC_KDIR_DEP := rfc-kernel
-endif
-
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KMAKE_VARS) $(if $(CLIPPY),CLIPPY=1)
 
 .PHONY: all module setup kernel check demo bench stress selftests tools man rust-analyzer fmt clean
@@ -76,9 +70,15 @@ man: tools
 check: module selftests tools
 	$(SCRIPTS)/check
 
-bench: module selftests $(RFC_KDIR_DEP)
+bench: module selftests
 	$(MAKE) -C tools/bench KDIR=$(KDIR)
 	$(SCRIPTS)/bench
+
+# make bench's second VM boots the RFC kernel: TF_RFC_KDIR, else ours
+# (make rfc-kernel, on branch rfc-infra).
+ifeq ($(TF_RFC_KDIR),)
+bench: rfc-kernel
+endif
 
 demo: module selftests
 	$(SCRIPTS)/demo $(VECTOR)
