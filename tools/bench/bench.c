@@ -48,7 +48,11 @@
  *   rfc:MS,RETRIES
  *
  * and puts both sysctls back as it found them when it ends.  It refuses to
- * run on a kernel without them.
+ * run on a kernel without them.  A freeze of method rfc whose every
+ * attempt timed out (ETIMEDOUT: it gave up, nothing is frozen) is no
+ * sample; it is said, and a cycle or busy sample is taken again:
+ *
+ *   gaveup:CASE,FS,rfc,REP
  *
  * TF_BENCH_QUICK=1 (either mode): a few samples of each case, to see the
  * machinery work; its figures mean nothing.
@@ -124,7 +128,7 @@ static void sysctl_restore(void)
 	sysctl_write(SYSCTL_RETRIES, saved_retries);
 }
 
-/* One freeze of @fd by @m; its duration in us, or -1. */
+/* One freeze of @fd by @m; its duration in us, or -errno (-1: not the freeze's). */
 static long long freeze_us(int fd, enum method m)
 {
 	unsigned long long t0;
@@ -148,8 +152,10 @@ static long long freeze_us(int fd, enum method m)
 	if (m == TIMED_EACH && tf_debugfs_write("switch_each_level", "0"))
 		return -1;
 	if (ret) {
-		fprintf(stderr, "bench: freeze (%s) failed: %s\n", method_name[m], strerror(-ret));
-		return -1;
+		if (m != RFC || ret != -ETIMEDOUT)
+			fprintf(stderr, "bench: freeze (%s) failed: %s\n", method_name[m],
+				strerror(-ret));
+		return ret;
 	}
 	return t0 / 1000;
 }
@@ -163,6 +169,16 @@ static void sample(const char *what, const char *fs, const char *m, int rep, dou
 {
 	printf("csv:%s,%s,%s,%d,%.3f\n", what, fs, m, rep, v);
 	fflush(stdout);
+}
+
+/* Whether @us is the RFC's freeze giving up; if so, says so. */
+static int gave_up(long long us, const char *what, const char *fs, enum method m, int rep)
+{
+	if (m != RFC || us != -ETIMEDOUT)
+		return 0;
+	printf("gaveup:%s,%s,%s,%d\n", what, fs, method_name[m], rep);
+	fflush(stdout);
+	return 1;
 }
 
 /* --- the intervals: percentile bootstrap of a ratio of medians over pairs --- */
@@ -241,6 +257,13 @@ static int run_until(const char *what, int mfd, const char *type, const enum met
 		for (int k = 0; k < nm; k++) {
 			int i = (rep + k) % nm;	/* rotate the order */
 			long long us = freeze_us(mfd, ms[i]);
+
+			/* Not a sample: taken again, up to ten times. */
+			for (int n = 1; n < 10 && gave_up(us, what, type, ms[i], rep); n++)
+				us = freeze_us(mfd, ms[i]);
+			if (gave_up(us, what, type, ms[i], rep))
+				fprintf(stderr, "bench: %s gave up ten times in a row\n",
+					method_name[ms[i]]);
 
 			if (us < 0 || thaw(mfd)) {
 				ret = -1;
@@ -379,8 +402,12 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-/* MiB/s of two 4k buffered writers for TPUT_SECONDS; @cycle: freezer or -1. */
-static double throughput(int dirfd, int mfd, int cycle)
+/*
+ * MiB/s of two 4k buffered writers for TPUT_SECONDS; @cycle: freezer or -1,
+ * whose freezes that gave up are said (@what, @type, @rep).
+ */
+static double throughput(int dirfd, int mfd, int cycle, const char *what, const char *type,
+			 int rep)
 {
 	struct writers w = { .dirfd = dirfd };
 	pthread_t t[2];
@@ -390,8 +417,12 @@ static double throughput(int dirfd, int mfd, int cycle)
 		pthread_create(&t[i], NULL, writer, &w);
 	while (tf_now_ns() - t0 < TPUT_SECONDS * 1000000000ULL) {
 		if (cycle >= 0 && tf_now_ns() >= next) {
-			if (freeze_us(mfd, cycle) >= 0)
+			long long us = freeze_us(mfd, cycle);
+
+			if (us >= 0)
 				thaw(mfd);
+			else
+				gave_up(us, what, type, cycle, rep);
 			next += 1000000000ULL;
 		}
 		usleep(10000);
@@ -460,7 +491,7 @@ static int bench_tput(struct tf_fs *fs, const char *type)
 			enum method m = (rep + k) % 2 ? other : STOCK;
 
 			sample("tput_cycle", type, method_name[m], rep,
-			       throughput(fs->mfd, fs->mfd, m));
+			       throughput(fs->mfd, fs->mfd, m, "tput_cycle", type, rep));
 		}
 	return 0;
 }
@@ -477,7 +508,7 @@ static int bench_module(struct tf_fs *fs, const char *type, const char *ko)
 			if (!loaded && tf_run("rmmod timed_freeze"))
 				return -1;
 			sample("tput_module", type, loaded ? "loaded" : "not_loaded", rep,
-			       throughput(fs->mfd, fs->mfd, -1));
+			       throughput(fs->mfd, fs->mfd, -1, NULL, NULL, rep));
 			if (!loaded && tf_run("insmod %s", ko))
 				return -1;
 			dev = tf_open_dev();

@@ -94,6 +94,10 @@ def parse(output, kernel, out):
             out["stops"].append((kernel, case, fs, int(reps), int(secs), float(half), how))
         elif line.startswith("rfc:"):
             out["rfc"] = line[4:].split(",")
+        elif line.startswith("gaveup:"):
+            case, fs, method, rep = line[7:].split(",")
+            key = (kernel, case, fs, method)
+            out["gaveup"][key] = out["gaveup"].get(key, 0) + 1
         elif line.startswith("stage:"):
             case, fs, method, rep, frm, to, us = line[6:].split(",")
             out["stages"].append((case, fs, method, int(rep), frm, to, float(us)))
@@ -109,7 +113,8 @@ def parse(output, kernel, out):
 def main(output, outdir, rfc_output=None):
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    parsed = {"samples": [], "stops": [], "stages": [], "calls": {}, "vector": [], "rfc": None}
+    parsed = {"samples": [], "stops": [], "stages": [], "calls": {}, "vector": [], "rfc": None,
+              "gaveup": {}}
     parse(output, "stock", parsed)
     if parsed["rfc"]:
         sys.exit(f"report: {output} is bench --rfc output, not the stock kernel's")
@@ -174,8 +179,9 @@ def main(output, outdir, rfc_output=None):
     summary = []
     rows = ["| case | fs | pairs: stock kernel / RFC kernel | stock median / p99 "
             "| module median / p99 | RFC median / p99 | RFC kernel, no deadline: median / p99 "
-            "| module / stock [95% CI] | verdict | RFC / stock [95% CI] | verdict | target |",
-            "| --- |" + " --- |" * 11]
+            "| module / stock [95% CI] | verdict | RFC / stock [95% CI] | verdict | target "
+            "| RFC gave up |",
+            "| --- |" + " --- |" * 12]
     for case in ("cycle", "busy", "tput_cycle"):
         for fs in sorted({k[2] for k in groups if k[1] == case}):
             u = unit[case]
@@ -187,22 +193,28 @@ def main(output, outdir, rfc_output=None):
             _, how, bound = TARGETS[(case, "timed")]
             tgt = f"{'<=' if how == 'le' else '>='} {bound}"
             n = " / ".join("-" if r is None else str(r[0]) for r in (rm, rr))
+            # The RFC's freezes that timed out on every attempt: no samples, counted here.
+            gave = parsed["gaveup"].get(("rfc", case, fs, "rfc"), 0) if rr else None
             rows.append(f"| {what[case]} | {fs} | {n} | {show(mp['stock'], u)} "
                         f"| {show(mp['module'], u)} | {show(mp['rfc'], u)} "
                         f"| {show(mp['rfc_kernel_stock'], u)} | "
-                        + " | ".join(show_ratio(rm) + show_ratio(rr)) + f" | {tgt} |")
+                        + " | ".join(show_ratio(rm) + show_ratio(rr))
+                        + f" | {tgt} | {'-' if gave is None else gave} |")
             summary.append([case, fs, u]
                            + [x for k in ("stock", "module", "rfc_kernel_stock", "rfc")
                               for x in mp[k]]
                            + [x for r in (rm, rr)
                               for x in ((None,) * 5 if r is None else r)]
-                           + [tgt])
+                           + [tgt, gave])
     if parsed["rfc"]:
         ms, retries = parsed["rfc"]
         rows += ["", f"RFC: plain FIFREEZE on the RFC kernel with fs.freeze_timeout_ms = {ms} "
                  f"and fs.freeze_retries = {retries}; RFC / stock is paired within the RFC "
                  "kernel's VM, against the same kernel's FIFREEZE with freeze_timeout_ms = 0 "
                  "(the stock code path), whose figures are in the column before the ratios. "
+                 "RFC gave up: its freezes that timed out on every attempt (ETIMEDOUT, nothing "
+                 "frozen), not samples; an idle or busy one was taken again, a throughput "
+                 "run's was not (its writers ran on). "
                  "module: the timed freeze (10 s, 1 retry) against stock FIFREEZE in the stock "
                  "kernel's VM."]
     else:
@@ -213,7 +225,8 @@ def main(output, outdir, rfc_output=None):
                     "module_p99", "rfc_kernel_stock_median", "rfc_kernel_stock_p99",
                     "rfc_median", "rfc_p99",
                     "module_pairs", "module_ratio", "module_lo", "module_hi", "module_verdict",
-                    "rfc_pairs", "rfc_ratio", "rfc_lo", "rfc_hi", "rfc_verdict", "target"])
+                    "rfc_pairs", "rfc_ratio", "rfc_lo", "rfc_hi", "rfc_verdict", "target",
+                    "rfc_gave_up"])
         w.writerows([["" if x is None else f"{x:.4f}".rstrip("0").rstrip(".")
                       if isinstance(x, float) else x for x in r] for r in summary])
 
