@@ -6,7 +6,9 @@
 #   make KDIR=DIR     build the module against another (built) kernel tree
 #   make check        set-up, test kernel, module, tests in a VM
 #   make demo         the deadlock vector, broken, in a VM (VECTOR=fuse|erofs)
-#   make bench        timed freeze vs stock FIFREEZE, side by side (results/bench/)
+#   make bench        timed freeze vs stock FIFREEZE, side by side, and the RFC
+#                     kernel's FIFREEZE with its deadline vs without (results/bench/;
+#                     TF_RFC_KDIR=DIR: that RFC kernel instead of make rfc-kernel's)
 #   make stress       freezes under load in a VM, then the ioctl fuzzer
 #                     (DURATION=30m, 90s, 2h; results/stress/)
 #   make kernel       set-up and the cached test kernel only
@@ -83,6 +85,12 @@ check-rfc: rfc-kernel
 bench: module selftests
 	$(MAKE) -C tools/bench KDIR=$(KDIR)
 	$(SCRIPTS)/bench
+
+# make bench's second VM boots the RFC kernel: TF_RFC_KDIR, else ours
+# (make rfc-kernel, on branch rfc-infra).
+ifeq ($(TF_RFC_KDIR),)
+bench: rfc-kernel
+endif
 
 demo: module selftests
 	$(SCRIPTS)/demo $(VECTOR)

@@ -2,8 +2,12 @@
 /*
  * bench: the timed freeze against the stock FIFREEZE, side by side, in the
  * test VM (run by scripts/bench with the module loaded).  The paths are
- * interleaved, never all of one and then all of the other.  Prints one
- * line per sample:
+ * interleaved, never all of one and then all of the other.
+ *
+ *   bench [stages]                  on the stock test kernel, module loaded
+ *   bench --rfc [MS [RETRIES]]      on the RFC kernel, no module
+ *
+ * Prints one line per sample:
  *
  *   csv:CASE,FS,METHOD,REP,VALUE
  *
@@ -32,27 +36,99 @@
  * three levels' reader switch), timed_each (the module, a grace period per
  * level as freeze_super() has: debugfs switch_each_level), timed_expedited
  * (TIMED_FREEZE_EXPEDITED).
+ *
+ * --rfc: the kernel of the upstream RFC series, where plain FIFREEZE takes
+ * its deadline from the sysctls fs.freeze_timeout_ms (0: no deadline, the
+ * stock code path) and fs.freeze_retries.  No module: methods stock
+ * (freeze_timeout_ms 0) and rfc (freeze_timeout_ms MS, 1000 by default,
+ * freeze_retries RETRIES, 3 by default), both plain FIFREEZE, the sysctl
+ * written before each freeze and outside its time; cases cycle, busy and
+ * tput_cycle, no stage passes.  It first prints
+ *
+ *   rfc:MS,RETRIES
+ *
+ * and puts both sysctls back as it found them when it ends.  It refuses to
+ * run on a kernel without them.  A freeze of method rfc whose every
+ * attempt timed out (ETIMEDOUT: it gave up, nothing is frozen) is no
+ * sample; it is said, and a cycle or busy sample is taken again:
+ *
+ *   gaveup:CASE,FS,rfc,REP
+ *
+ * TF_BENCH_QUICK=1 (either mode): a few samples of each case, to see the
+ * machinery work; its figures mean nothing.
  */
 #include <pthread.h>
 #include <stdlib.h>
 
 #include "../../selftests/timed_freeze/tf_util.h"
 
-#define REPS_TPUT	5
 #define TPUT_SECONDS	4
 #define ROUND		50	/* samples between two looks at the intervals */
 #define TARGET_HALF	0.02	/* +-2% */
 #define BOOT		1000	/* bootstrap resamples */
-#define STAGE_REPS	40
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 
-enum method { STOCK, TIMED, TIMED_EACH, TIMED_EXP, NR_METHODS };
+/* The module's methods first: the stage passes take the first n of them. */
+enum method { STOCK, TIMED, TIMED_EACH, TIMED_EXP, RFC, NR_METHODS };
+#define NR_MODULE_METHODS	(TIMED_EXP + 1)
 static const char *const method_name[] = {
-	"stock", "timed", "timed_each", "timed_expedited"
+	"stock", "timed", "timed_each", "timed_expedited", "rfc"
 };
 
 static int dev = -1;
+static int quick;		/* TF_BENCH_QUICK */
+static int rfc;			/* --rfc */
 
-/* One freeze of @fd by @m; its duration in us, or -1. */
+#define REPS_TPUT	(quick ? 2 : 5)
+#define STAGE_REPS	(quick ? 5 : 40)
+
+/* --- the RFC kernel's sysctls --- */
+
+#define SYSCTL_TIMEOUT	"/proc/sys/fs/freeze_timeout_ms"
+#define SYSCTL_RETRIES	"/proc/sys/fs/freeze_retries"
+
+static char rfc_timeout[16] = "1000", rfc_retries[16] = "3";
+static char saved_timeout[16], saved_retries[16];
+
+static int sysctl_read(const char *path, char *buf, size_t n)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t len;
+
+	if (fd < 0)
+		return -1;
+	len = read(fd, buf, n - 1);
+	close(fd);
+	if (len <= 0)
+		return -1;
+	buf[len] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+static int sysctl_write(const char *path, const char *val)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t len = -1;
+
+	if (fd >= 0) {
+		len = write(fd, val, strlen(val));
+		close(fd);
+	}
+	if (len != (ssize_t)strlen(val)) {
+		fprintf(stderr, "bench: cannot write %s to %s: %s\n", val, path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void sysctl_restore(void)
+{
+	sysctl_write(SYSCTL_TIMEOUT, saved_timeout);
+	sysctl_write(SYSCTL_RETRIES, saved_retries);
+}
+
+/* One freeze of @fd by @m; its duration in us, or -errno (-1: not the freeze's). */
 static long long freeze_us(int fd, enum method m)
 {
 	unsigned long long t0;
@@ -61,17 +137,26 @@ static long long freeze_us(int fd, enum method m)
 
 	if (m == TIMED_EACH && tf_debugfs_write("switch_each_level", "1"))
 		return -1;
+	/* On the RFC kernel both are FIFREEZE: only the sysctl differs. */
+	if (rfc && sysctl_write(SYSCTL_TIMEOUT, m == RFC ? rfc_timeout : "0"))
+		return -1;
 	t0 = tf_now_ns();
-	if (m == STOCK)
+	if (m == STOCK || m == RFC)
 		ret = ioctl(fd, FIFREEZE, 0);
 	else
 		ret = tf_freeze(dev, fd, 10000 * NSEC_PER_MSEC, 1,
 				m == TIMED_EXP ? TIMED_FREEZE_EXPEDITED : 0, &a);
+	if (m == STOCK || m == RFC)
+		ret = ret ? -errno : 0;
 	t0 = tf_now_ns() - t0;
 	if (m == TIMED_EACH && tf_debugfs_write("switch_each_level", "0"))
 		return -1;
-	if (ret)
-		return -1;
+	if (ret) {
+		if (m != RFC || ret != -ETIMEDOUT)
+			fprintf(stderr, "bench: freeze (%s) failed: %s\n", method_name[m],
+				strerror(-ret));
+		return ret;
+	}
 	return t0 / 1000;
 }
 
@@ -84,6 +169,16 @@ static void sample(const char *what, const char *fs, const char *m, int rep, dou
 {
 	printf("csv:%s,%s,%s,%d,%.3f\n", what, fs, m, rep, v);
 	fflush(stdout);
+}
+
+/* Whether @us is the RFC's freeze giving up; if so, says so. */
+static int gave_up(long long us, const char *what, const char *fs, enum method m, int rep)
+{
+	if (m != RFC || us != -ETIMEDOUT)
+		return 0;
+	printf("gaveup:%s,%s,%s,%d\n", what, fs, method_name[m], rep);
+	fflush(stdout);
+	return 1;
 }
 
 /* --- the intervals: percentile bootstrap of a ratio of medians over pairs --- */
@@ -163,6 +258,13 @@ static int run_until(const char *what, int mfd, const char *type, const enum met
 			int i = (rep + k) % nm;	/* rotate the order */
 			long long us = freeze_us(mfd, ms[i]);
 
+			/* Not a sample: taken again, up to ten times. */
+			for (int n = 1; n < 10 && gave_up(us, what, type, ms[i], rep); n++)
+				us = freeze_us(mfd, ms[i]);
+			if (gave_up(us, what, type, ms[i], rep))
+				fprintf(stderr, "bench: %s gave up ten times in a row\n",
+					method_name[ms[i]]);
+
 			if (us < 0 || thaw(mfd)) {
 				ret = -1;
 				goto out;
@@ -172,7 +274,7 @@ static int run_until(const char *what, int mfd, const char *type, const enum met
 			if (pause_us)
 				usleep(pause_us);
 		}
-		if ((rep + 1) % ROUND || rep + 1 < min)
+		if (((rep + 1) % ROUND && rep + 1 < max) || rep + 1 < min)
 			continue;
 		worst = 0;
 		for (int k = 1; k < nm; k++) {
@@ -198,8 +300,13 @@ out:
 static int bench_cycle(struct tf_fs *fs, const char *type)
 {
 	static const enum method ms[] = { STOCK, TIMED, TIMED_EACH, TIMED_EXP };
+	static const enum method rfc_ms[] = { STOCK, RFC };
 
-	return run_until("cycle", fs->mfd, type, ms, NR_METHODS, 100, 2500, 240, 0);
+	if (rfc)
+		return run_until("cycle", fs->mfd, type, rfc_ms, ARRAY_SIZE(rfc_ms),
+				 quick ? 50 : 100, quick ? 50 : 2500, quick ? 60 : 240, 0);
+	return run_until("cycle", fs->mfd, type, ms, ARRAY_SIZE(ms),
+			 quick ? 50 : 100, quick ? 50 : 2500, quick ? 60 : 240, 0);
 }
 
 /* --- the per-stage clock --- */
@@ -295,8 +402,12 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-/* MiB/s of two 4k buffered writers for TPUT_SECONDS; @cycle: freezer or -1. */
-static double throughput(int dirfd, int mfd, int cycle)
+/*
+ * MiB/s of two 4k buffered writers for TPUT_SECONDS; @cycle: freezer or -1,
+ * whose freezes that gave up are said (@what, @type, @rep).
+ */
+static double throughput(int dirfd, int mfd, int cycle, const char *what, const char *type,
+			 int rep)
 {
 	struct writers w = { .dirfd = dirfd };
 	pthread_t t[2];
@@ -306,8 +417,12 @@ static double throughput(int dirfd, int mfd, int cycle)
 		pthread_create(&t[i], NULL, writer, &w);
 	while (tf_now_ns() - t0 < TPUT_SECONDS * 1000000000ULL) {
 		if (cycle >= 0 && tf_now_ns() >= next) {
-			if (freeze_us(mfd, cycle) >= 0)
+			long long us = freeze_us(mfd, cycle);
+
+			if (us >= 0)
 				thaw(mfd);
+			else
+				gave_up(us, what, type, cycle, rep);
 			next += 1000000000ULL;
 		}
 		usleep(10000);
@@ -353,14 +468,15 @@ static void stop_fio(pid_t fio)
 
 static int bench_busy(struct tf_fs *fs, const char *type)
 {
-	static const enum method ms[] = { STOCK, TIMED };
+	enum method ms[] = { STOCK, rfc ? RFC : TIMED };
 	pid_t fio = start_fio(fs);
 	int ret;
 
 	if (fio < 0)
 		return -1;
-	ret = run_until("busy", fs->mfd, type, ms, 2, 50, 600, 240, 50 * 1000);
-	if (!ret)
+	ret = run_until("busy", fs->mfd, type, ms, ARRAY_SIZE(ms), quick ? 20 : 50,
+			quick ? 20 : 600, quick ? 60 : 240, 50 * 1000);
+	if (!ret && !rfc)
 		ret = bench_stages(fs, type, "busy", 2, 0);
 	stop_fio(fio);
 	return ret;
@@ -368,12 +484,14 @@ static int bench_busy(struct tf_fs *fs, const char *type)
 
 static int bench_tput(struct tf_fs *fs, const char *type)
 {
+	enum method other = rfc ? RFC : TIMED;
+
 	for (int rep = 0; rep < REPS_TPUT; rep++)
 		for (int k = 0; k < 2; k++) {
-			enum method m = (rep + k) % 2 ? TIMED : STOCK;
+			enum method m = (rep + k) % 2 ? other : STOCK;
 
 			sample("tput_cycle", type, method_name[m], rep,
-			       throughput(fs->mfd, fs->mfd, m));
+			       throughput(fs->mfd, fs->mfd, m, "tput_cycle", type, rep));
 		}
 	return 0;
 }
@@ -390,7 +508,7 @@ static int bench_module(struct tf_fs *fs, const char *type, const char *ko)
 			if (!loaded && tf_run("rmmod timed_freeze"))
 				return -1;
 			sample("tput_module", type, loaded ? "loaded" : "not_loaded", rep,
-			       throughput(fs->mfd, fs->mfd, -1));
+			       throughput(fs->mfd, fs->mfd, -1, NULL, NULL, rep));
 			if (!loaded && tf_run("insmod %s", ko))
 				return -1;
 			dev = tf_open_dev();
@@ -398,17 +516,65 @@ static int bench_module(struct tf_fs *fs, const char *type, const char *ko)
 	return 0;
 }
 
-/* "bench stages": the per-stage passes only. */
+/*
+ * --rfc [MS [RETRIES]]: the sysctls' deadline and retries for method rfc;
+ * saves the sysctls, to be put back at exit.  0 or -1.
+ */
+static int rfc_setup(int argc, char **argv)
+{
+	if (argc > 2) {
+		fprintf(stderr, "usage: bench --rfc [MS [RETRIES]]\n");
+		return -1;
+	}
+	for (int i = 0; i < argc; i++)
+		if (!*argv[i] || strlen(argv[i]) >= sizeof(rfc_timeout) - 1 ||
+		    argv[i][strspn(argv[i], "0123456789")] ||
+		    (i == 0 && !strtoul(argv[i], NULL, 10))) {
+			fprintf(stderr, "bench: --rfc wants MS (> 0) and RETRIES, not: %s\n",
+				argv[i]);
+			return -1;
+		}
+	if (argc > 0)
+		snprintf(rfc_timeout, sizeof(rfc_timeout), "%s", argv[0]);
+	if (argc > 1)
+		snprintf(rfc_retries, sizeof(rfc_retries), "%s", argv[1]);
+	if (access(SYSCTL_TIMEOUT, F_OK) || access(SYSCTL_RETRIES, F_OK)) {
+		fprintf(stderr, "bench: --rfc: no %s or %s: not the RFC kernel\n",
+			SYSCTL_TIMEOUT, SYSCTL_RETRIES);
+		return -1;
+	}
+	if (sysctl_read(SYSCTL_TIMEOUT, saved_timeout, sizeof(saved_timeout)) ||
+	    sysctl_read(SYSCTL_RETRIES, saved_retries, sizeof(saved_retries))) {
+		fprintf(stderr, "bench: --rfc: cannot read the sysctls: %s\n", strerror(errno));
+		return -1;
+	}
+	atexit(sysctl_restore);
+	/* The retries matter only with a deadline: written once. */
+	if (sysctl_write(SYSCTL_RETRIES, rfc_retries))
+		return -1;
+	printf("rfc:%s,%s\n", rfc_timeout, rfc_retries);
+	return 0;
+}
+
+/* "bench stages": the per-stage passes only; "bench --rfc": see above. */
 int main(int argc, char **argv)
 {
 	static const char * const types[] = { "ext4", "xfs" };
 	const char *ko = getenv("TF_MODULE");
+	const char *q = getenv("TF_BENCH_QUICK");
 	int only_stages = argc > 1 && !strcmp(argv[1], "stages");
 
-	dev = tf_open_dev();
-	if (dev < 0 || !ko) {
-		fprintf(stderr, "bench: no %s or TF_MODULE\n", TIMED_FREEZE_DEVICE);
-		return 1;
+	quick = q && *q && strcmp(q, "0");
+	rfc = argc > 1 && !strcmp(argv[1], "--rfc");
+	if (rfc) {
+		if (rfc_setup(argc - 2, argv + 2))
+			return 1;
+	} else {
+		dev = tf_open_dev();
+		if (dev < 0 || !ko) {
+			fprintf(stderr, "bench: no %s or TF_MODULE\n", TIMED_FREEZE_DEVICE);
+			return 1;
+		}
 	}
 	for (int i = 0; i < 2; i++) {
 		struct tf_fs fs;
@@ -418,11 +584,17 @@ int main(int argc, char **argv)
 			fprintf(stderr, "bench: cannot set up %s\n", types[i]);
 			return 1;
 		}
-		ret = (!only_stages && bench_cycle(&fs, types[i])) ||
-		      bench_stages(&fs, types[i], "cycle", NR_METHODS, 0) ||
-		      bench_stages(&fs, types[i], "spaced", NR_METHODS, 200 * 1000) ||
-		      (!only_stages && (bench_busy(&fs, types[i]) || bench_tput(&fs, types[i]) ||
-					(i == 0 && bench_module(&fs, types[i], ko))));
+		if (rfc)
+			ret = bench_cycle(&fs, types[i]) || bench_busy(&fs, types[i]) ||
+			      bench_tput(&fs, types[i]);
+		else
+			ret = (!only_stages && bench_cycle(&fs, types[i])) ||
+			      bench_stages(&fs, types[i], "cycle", NR_MODULE_METHODS, 0) ||
+			      bench_stages(&fs, types[i], "spaced", NR_MODULE_METHODS,
+					   200 * 1000) ||
+			      (!only_stages && (bench_busy(&fs, types[i]) ||
+						bench_tput(&fs, types[i]) ||
+						(i == 0 && bench_module(&fs, types[i], ko))));
 		tf_fs_teardown(&fs);
 		if (ret) {
 			fprintf(stderr, "bench: %s failed\n", types[i]);
