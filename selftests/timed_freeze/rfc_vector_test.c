@@ -16,33 +16,20 @@
 
 #include "vector_test.h"
 
-#define SYSCTL_TIMEOUT	"/proc/sys/fs/freeze_timeout_ms"
-#define SYSCTL_RETRIES	"/proc/sys/fs/freeze_retries"
-
 /* The sysctl at @path as a number, or -1. */
 static long long sysctl_get(const char *path)
 {
-	char buf[32] = "";
-	long long v = -1;
-	FILE *f = fopen(path, "r");
+	char buf[32];
 
-	if (!f)
-		return -1;
-	if (fgets(buf, sizeof(buf), f))
-		sscanf(buf, "%lld", &v);
-	fclose(f);
-	return v;
+	return tf_read_str(path, buf, sizeof(buf)) ? -1 : strtoll(buf, NULL, 10);
 }
 
 static int sysctl_set(const char *path, long long v)
 {
-	FILE *f = fopen(path, "w");
-	int ret;
+	char buf[32];
 
-	if (!f)
-		return -1;
-	ret = fprintf(f, "%lld\n", v) > 0 ? 0 : -1;
-	return fclose(f) ? -1 : ret;
+	snprintf(buf, sizeof(buf), "%lld\n", v);
+	return tf_write_str(path, buf);
 }
 
 FIXTURE(rfc) {
@@ -85,24 +72,17 @@ FIXTURE_VARIANT_ADD(rfc, xfs_erofs) {
 
 FIXTURE_SETUP(rfc)
 {
+	const char *why = vector_missing(variant->type, variant->kind);
 	int ret;
 
 	self->saved_timeout = -1;
 	self->e.v.dev = -1;
-	if (geteuid())
-		SKIP(return, "needs root");
-	if (access(SYSCTL_TIMEOUT, F_OK) || access(SYSCTL_RETRIES, F_OK))
+	if (why)
+		SKIP(return, "%s", why);
+	if (access(TF_SYSCTL_TIMEOUT, F_OK) || access(TF_SYSCTL_RETRIES, F_OK))
 		SKIP(return, "no fs.freeze_timeout_ms: not the RFC kernel (patches/rfc)");
-	if (access("/dev/fuse", F_OK) && variant->kind == VEC_FUSE)
-		SKIP(return, "no /dev/fuse (CONFIG_FUSE_FS)");
-	if (access(NBD_DEV, F_OK) && variant->kind == VEC_NBD)
-		SKIP(return, "no %s (CONFIG_BLK_DEV_NBD)", NBD_DEV);
-	if (variant->kind == VEC_EROFS && tf_fs_missing("erofs"))
-		SKIP(return, "no erofs here (CONFIG_EROFS_FS or mkfs.erofs)");
-	if (tf_fs_missing(variant->type))
-		SKIP(return, "no %s here (kernel or mkfs)", variant->type);
-	self->saved_timeout = sysctl_get(SYSCTL_TIMEOUT);
-	self->saved_retries = sysctl_get(SYSCTL_RETRIES);
+	self->saved_timeout = sysctl_get(TF_SYSCTL_TIMEOUT);
+	self->saved_retries = sysctl_get(TF_SYSCTL_RETRIES);
 	ASSERT_LE(0, self->saved_timeout);
 	ASSERT_LE(0, self->saved_retries);
 	ret = vector_setup(&self->e, variant->type, variant->kind);
@@ -120,18 +100,18 @@ FIXTURE_TEARDOWN(rfc)
 	/* The teardown thaws: a deadline must not be left to end its freeze. */
 	vector_teardown(&self->e);
 	if (self->saved_timeout >= 0) {
-		sysctl_set(SYSCTL_TIMEOUT, self->saved_timeout);
-		sysctl_set(SYSCTL_RETRIES, self->saved_retries);
+		sysctl_set(TF_SYSCTL_TIMEOUT, self->saved_timeout);
+		sysctl_set(TF_SYSCTL_RETRIES, self->saved_retries);
 	}
 }
 
 static void set_deadline(struct __test_metadata *_metadata,
 			 unsigned long long ms, unsigned int retries)
 {
-	ASSERT_EQ(0, sysctl_set(SYSCTL_TIMEOUT, ms));
-	ASSERT_EQ(0, sysctl_set(SYSCTL_RETRIES, retries));
-	ASSERT_EQ((long long)ms, sysctl_get(SYSCTL_TIMEOUT));
-	ASSERT_EQ((long long)retries, sysctl_get(SYSCTL_RETRIES));
+	ASSERT_EQ(0, sysctl_set(TF_SYSCTL_TIMEOUT, ms));
+	ASSERT_EQ(0, sysctl_set(TF_SYSCTL_RETRIES, retries));
+	ASSERT_EQ((long long)ms, sysctl_get(TF_SYSCTL_TIMEOUT));
+	ASSERT_EQ((long long)retries, sysctl_get(TF_SYSCTL_RETRIES));
 }
 
 /*
@@ -201,9 +181,7 @@ TEST_F_TIMEOUT(rfc, fifreeze_breaks_the_chain, 120)
 	EXPECT_EQ(0, tf_wait_child(pid, 5000));
 	EXPECT_EQ(0, tf_wait_child(probe, 5000));
 
-	pthread_join(self->e.a, NULL);
-	self->e.a_started = 0;
-	check_integrity(_metadata, &self->e, variant->type, 1);
+	finish_thread_a(_metadata, &self->e, variant->type);
 }
 
 /*
@@ -235,9 +213,7 @@ TEST_F_TIMEOUT(rfc, fifreeze_held_daemon_times_out_unfrozen, 120)
 
 	/* Released, the daemon answers and everything completes. */
 	ASSERT_EQ(0, send_byte(self->e.ctl.ans[1]));
-	pthread_join(self->e.a, NULL);
-	self->e.a_started = 0;
-	check_integrity(_metadata, &self->e, variant->type, 1);
+	finish_thread_a(_metadata, &self->e, variant->type);
 }
 
 /*
@@ -275,9 +251,7 @@ TEST_F_TIMEOUT(rfc, fifreeze_killed_while_waiting, 120)
 	EXPECT_EQ(0, tf_wait_child(pid, 5000));
 
 	ASSERT_EQ(0, send_byte(self->e.ctl.ans[1]));
-	pthread_join(self->e.a, NULL);
-	self->e.a_started = 0;
-	check_integrity(_metadata, &self->e, variant->type, 1);
+	finish_thread_a(_metadata, &self->e, variant->type);
 }
 
 /* fs.freeze_timeout_ms 0, the default: today's FIFREEZE, which wedges. */

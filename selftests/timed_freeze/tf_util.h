@@ -269,19 +269,47 @@ static inline long long tf_stat(const char *key)
 	return ret;
 }
 
-/* Write @val to debugfs file timed_freeze/@path; 0 or -1. */
-static inline int tf_debugfs_write(const char *path, const char *val)
+/* Write @val to the file @path (sysfs, procfs, debugfs); 0 or -1. */
+static inline int tf_write_str(const char *path, const char *val)
 {
-	char p[256];
 	int fd, ret;
 
-	snprintf(p, sizeof(p), TF_DEBUGFS "/%s", path);
-	fd = open(p, O_WRONLY);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	ret = write(fd, val, strlen(val)) == (ssize_t)strlen(val) ? 0 : -1;
 	close(fd);
 	return ret;
+}
+
+/* The first line of the file @path, without its newline, in @buf; 0 or -1. */
+static inline int tf_read_str(const char *path, char *buf, size_t n)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t len;
+
+	if (fd < 0)
+		return -1;
+	len = read(fd, buf, n - 1);
+	close(fd);
+	if (len <= 0)
+		return -1;
+	buf[len] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+/* The RFC kernel's sysctls (patches/rfc): plain FIFREEZE's deadline. */
+#define TF_SYSCTL_TIMEOUT	"/proc/sys/fs/freeze_timeout_ms"
+#define TF_SYSCTL_RETRIES	"/proc/sys/fs/freeze_retries"
+
+/* Write @val to debugfs file timed_freeze/@path; 0 or -1. */
+static inline int tf_debugfs_write(const char *path, const char *val)
+{
+	char p[256];
+
+	snprintf(p, sizeof(p), TF_DEBUGFS "/%s", path);
+	return tf_write_str(p, val);
 }
 
 /* Whether the module's fault points exist (CONFIG_FAULT_INJECTION_DEBUG_FS). */

@@ -55,18 +55,11 @@ FIXTURE_VARIANT_ADD(vec, xfs_erofs) {
 
 FIXTURE_SETUP(vec)
 {
+	const char *why = vector_missing(variant->type, variant->kind);
 	int ret;
 
-	if (geteuid())
-		SKIP(return, "needs root");
-	if (access("/dev/fuse", F_OK) && variant->kind == VEC_FUSE)
-		SKIP(return, "no /dev/fuse (CONFIG_FUSE_FS)");
-	if (access(NBD_DEV, F_OK) && variant->kind == VEC_NBD)
-		SKIP(return, "no %s (CONFIG_BLK_DEV_NBD)", NBD_DEV);
-	if (variant->kind == VEC_EROFS && tf_fs_missing("erofs"))
-		SKIP(return, "no erofs here (CONFIG_EROFS_FS or mkfs.erofs)");
-	if (tf_fs_missing(variant->type))
-		SKIP(return, "no %s here (kernel or mkfs)", variant->type);
+	if (why)
+		SKIP(return, "%s", why);
 	self->e.v.dev = tf_open_dev();
 	if (self->e.v.dev < 0)
 		SKIP(return, "no %s: the module is not loaded", TIMED_FREEZE_DEVICE);
@@ -111,9 +104,7 @@ TEST_F(vec, timed_freeze_breaks_the_chain)
 	ASSERT_EQ(0, ioctl(self->e.fs.mfd, FITHAW, 0));
 	EXPECT_EQ(0, tf_wait_child(pid, 5000));
 
-	pthread_join(self->e.a, NULL);
-	self->e.a_started = 0;
-	check_integrity(_metadata, &self->e, variant->type, 1);
+	finish_thread_a(_metadata, &self->e, variant->type);
 }
 
 TEST_F(vec, held_daemon_times_out_unfrozen)
@@ -141,9 +132,7 @@ TEST_F(vec, held_daemon_times_out_unfrozen)
 
 	/* Released, the daemon answers and everything completes. */
 	ASSERT_EQ(0, send_byte(self->e.ctl.ans[1]));
-	pthread_join(self->e.a, NULL);
-	self->e.a_started = 0;
-	check_integrity(_metadata, &self->e, variant->type, 1);
+	finish_thread_a(_metadata, &self->e, variant->type);
 }
 
 /* The stock path: FIFREEZE on the same vector does not return (XFAIL). */

@@ -13,6 +13,26 @@
 /* How long the stock FIFREEZE gets before we call it wedged. */
 #define WATCHDOG_MS	3000
 
+/* Why the vector @kind with fsA @type cannot run here, or NULL. */
+static inline const char *vector_missing(const char *type, enum vec_kind kind)
+{
+	static char why[64];
+
+	if (geteuid())
+		return "needs root";
+	if (kind == VEC_FUSE && access("/dev/fuse", F_OK))
+		return "no /dev/fuse (CONFIG_FUSE_FS)";
+	if (kind == VEC_NBD && access(NBD_DEV, F_OK))
+		return "no " NBD_DEV " (CONFIG_BLK_DEV_NBD)";
+	if (kind == VEC_EROFS && tf_fs_missing("erofs"))
+		return "no erofs here (CONFIG_EROFS_FS or mkfs.erofs)";
+	if (tf_fs_missing(type)) {
+		snprintf(why, sizeof(why), "no %s here (kernel or mkfs)", type);
+		return why;
+	}
+	return NULL;
+}
+
 /* After a case: A's data is exact, the fs checks clean, nobody is in D. */
 static inline void check_integrity(struct __test_metadata *_metadata,
 				   struct vec_env *self, const char *type, int data)
@@ -32,6 +52,15 @@ static inline void check_integrity(struct __test_metadata *_metadata,
 			    "xfs_repair -n %s >/dev/null 2>&1", self->fs.img));
 	d = task_in_d_state();
 	EXPECT_EQ(NULL, d) TH_LOG("task in D state: %s", d);
+}
+
+/* The daemon answered: thread A finishes, with its data; then the checks. */
+static inline void finish_thread_a(struct __test_metadata *_metadata,
+				   struct vec_env *self, const char *type)
+{
+	pthread_join(self->a, NULL);
+	self->a_started = 0;
+	check_integrity(_metadata, self, type, 1);
 }
 
 /*

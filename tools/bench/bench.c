@@ -84,38 +84,12 @@ static int rfc;			/* --rfc */
 
 /* --- the RFC kernel's sysctls --- */
 
-#define SYSCTL_TIMEOUT	"/proc/sys/fs/freeze_timeout_ms"
-#define SYSCTL_RETRIES	"/proc/sys/fs/freeze_retries"
-
 static char rfc_timeout[16] = "1000", rfc_retries[16] = "3";
 static char saved_timeout[16], saved_retries[16];
 
-static int sysctl_read(const char *path, char *buf, size_t n)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t len;
-
-	if (fd < 0)
-		return -1;
-	len = read(fd, buf, n - 1);
-	close(fd);
-	if (len <= 0)
-		return -1;
-	buf[len] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
-}
-
 static int sysctl_write(const char *path, const char *val)
 {
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	ssize_t len = -1;
-
-	if (fd >= 0) {
-		len = write(fd, val, strlen(val));
-		close(fd);
-	}
-	if (len != (ssize_t)strlen(val)) {
+	if (tf_write_str(path, val)) {
 		fprintf(stderr, "bench: cannot write %s to %s: %s\n", val, path, strerror(errno));
 		return -1;
 	}
@@ -124,8 +98,8 @@ static int sysctl_write(const char *path, const char *val)
 
 static void sysctl_restore(void)
 {
-	sysctl_write(SYSCTL_TIMEOUT, saved_timeout);
-	sysctl_write(SYSCTL_RETRIES, saved_retries);
+	sysctl_write(TF_SYSCTL_TIMEOUT, saved_timeout);
+	sysctl_write(TF_SYSCTL_RETRIES, saved_retries);
 }
 
 /* One freeze of @fd by @m; its duration in us, or -errno (-1: not the freeze's). */
@@ -138,7 +112,7 @@ static long long freeze_us(int fd, enum method m)
 	if (m == TIMED_EACH && tf_debugfs_write("switch_each_level", "1"))
 		return -1;
 	/* On the RFC kernel both are FIFREEZE: only the sysctl differs. */
-	if (rfc && sysctl_write(SYSCTL_TIMEOUT, m == RFC ? rfc_timeout : "0"))
+	if (rfc && sysctl_write(TF_SYSCTL_TIMEOUT, m == RFC ? rfc_timeout : "0"))
 		return -1;
 	t0 = tf_now_ns();
 	if (m == STOCK || m == RFC)
@@ -302,10 +276,8 @@ static int bench_cycle(struct tf_fs *fs, const char *type)
 	static const enum method ms[] = { STOCK, TIMED, TIMED_EACH, TIMED_EXP };
 	static const enum method rfc_ms[] = { STOCK, RFC };
 
-	if (rfc)
-		return run_until("cycle", fs->mfd, type, rfc_ms, ARRAY_SIZE(rfc_ms),
-				 quick ? 50 : 100, quick ? 50 : 2500, quick ? 60 : 240, 0);
-	return run_until("cycle", fs->mfd, type, ms, ARRAY_SIZE(ms),
+	return run_until("cycle", fs->mfd, type, rfc ? rfc_ms : ms,
+			 rfc ? ARRAY_SIZE(rfc_ms) : ARRAY_SIZE(ms),
 			 quick ? 50 : 100, quick ? 50 : 2500, quick ? 60 : 240, 0);
 }
 
@@ -538,19 +510,19 @@ static int rfc_setup(int argc, char **argv)
 		snprintf(rfc_timeout, sizeof(rfc_timeout), "%s", argv[0]);
 	if (argc > 1)
 		snprintf(rfc_retries, sizeof(rfc_retries), "%s", argv[1]);
-	if (access(SYSCTL_TIMEOUT, F_OK) || access(SYSCTL_RETRIES, F_OK)) {
+	if (access(TF_SYSCTL_TIMEOUT, F_OK) || access(TF_SYSCTL_RETRIES, F_OK)) {
 		fprintf(stderr, "bench: --rfc: no %s or %s: not the RFC kernel\n",
-			SYSCTL_TIMEOUT, SYSCTL_RETRIES);
+			TF_SYSCTL_TIMEOUT, TF_SYSCTL_RETRIES);
 		return -1;
 	}
-	if (sysctl_read(SYSCTL_TIMEOUT, saved_timeout, sizeof(saved_timeout)) ||
-	    sysctl_read(SYSCTL_RETRIES, saved_retries, sizeof(saved_retries))) {
+	if (tf_read_str(TF_SYSCTL_TIMEOUT, saved_timeout, sizeof(saved_timeout)) ||
+	    tf_read_str(TF_SYSCTL_RETRIES, saved_retries, sizeof(saved_retries))) {
 		fprintf(stderr, "bench: --rfc: cannot read the sysctls: %s\n", strerror(errno));
 		return -1;
 	}
 	atexit(sysctl_restore);
 	/* The retries matter only with a deadline: written once. */
-	if (sysctl_write(SYSCTL_RETRIES, rfc_retries))
+	if (sysctl_write(TF_SYSCTL_RETRIES, rfc_retries))
 		return -1;
 	printf("rfc:%s,%s\n", rfc_timeout, rfc_retries);
 	return 0;
