@@ -254,6 +254,39 @@ TEST_F_TIMEOUT(rfc, fifreeze_killed_while_waiting, 120)
 	finish_thread_a(_metadata, &self->e, variant->type);
 }
 
+/* xfs's XFS_IOC_GOINGDOWN (include/uapi of xfsprogs: xfs_fs.h). */
+#define TF_XFS_IOC_GOINGDOWN		_IOR('X', 125, __u32)
+#define TF_XFS_GOING_FLAGS_DEFAULT	0	/* freeze, then shut down */
+
+/*
+ * A shutdown that freezes first (xfs's GOINGDOWN, default flags) on the
+ * vector: its bdev_freeze() gives up at the deadline, and the ioctl says so
+ * (ETIMEDOUT) instead of returning 0 with the filesystem still up (patch
+ * 0005); fsA is then neither frozen nor shut down.
+ */
+TEST_F_TIMEOUT(rfc, xfs_goingdown_reports_the_failed_freeze, 120)
+{
+	__u32 flags = TF_XFS_GOING_FLAGS_DEFAULT;
+	pid_t pid;
+	int ret;
+
+	if (strcmp(variant->type, "xfs") || variant->kind != VEC_FUSE)
+		SKIP(return, "shown on xfs with the FUSE vector");
+	set_deadline(_metadata, 300, 0);
+	ASSERT_EQ(0, start_thread_a(&self->e));
+	ret = ioctl(self->e.fs.mfd, TF_XFS_IOC_GOINGDOWN, &flags);
+	TH_LOG("GOINGDOWN: %d (%s)", ret, ret ? strerror(errno) : "ok");
+	EXPECT_EQ(-1, ret);
+	EXPECT_EQ(ETIMEDOUT, errno);
+	/* Not frozen, not shut down: a write gets through. */
+	pid = tf_write_child(self->e.fs.mfd, "probe", "probe\n");
+	EXPECT_EQ(0, tf_wait_child(pid, 5000));
+
+	ASSERT_EQ(0, send_byte(self->e.ctl.go[1]));
+	ASSERT_EQ(0, send_byte(self->e.ctl.ans[1]));
+	finish_thread_a(_metadata, &self->e, variant->type);
+}
+
 /* fs.freeze_timeout_ms 0, the default: today's FIFREEZE, which wedges. */
 TEST_F_TIMEOUT(rfc, fifreeze_unset_wedges, 120)
 {
