@@ -4,6 +4,7 @@
 #
 #   make              build the module against the cached test kernel
 #   make KDIR=DIR     build the module against another (built) kernel tree
+#   make install      install the modules for the kernel of KDIR (modules_install)
 #   make check        set-up, test kernel, module, tests in a VM
 #   make demo         the deadlock vector, broken, in a VM (VECTOR=fuse|erofs)
 #   make bench        timed freeze vs stock FIFREEZE, side by side, and the RFC
@@ -39,7 +40,7 @@ endif
 
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) $(KMAKE_VARS) $(if $(CLIPPY),CLIPPY=1)
 
-.PHONY: all module setup kernel rfc-kernel check check-rfc demo bench stress selftests tools man rust-analyzer fmt clean
+.PHONY: all module install setup kernel rfc-kernel check check-rfc demo bench stress selftests tools man rust-analyzer fmt clean
 
 all: module
 
@@ -57,6 +58,11 @@ rfc-kernel: setup
 
 module: $(KDIR_DEP)
 	$(KMAKE) modules
+
+# Both modules into /lib/modules/<KDIR's release>/updates (Kbuild's
+# modules_install for external modules, which runs depmod), for modprobe.
+install: module
+	$(KMAKE) modules_install
 
 fmt: $(KDIR_DEP)
 	$(ENV) && $$TF_RUSTFMT --edition 2021 --config-path $(KDIR)/source/.rustfmt.toml rust/*.rs

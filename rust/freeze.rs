@@ -44,6 +44,13 @@
 //! - the fault points ([`crate::fault`]: a level wait, the sync before and after
 //!   `->sync_fs()`) are ours, off unless armed;
 //! - the bench's stage marks ([`stage::mark`]) are ours, recording nothing unless armed.
+//!
+//! A freeze without a deadline ([`freeze_untimed`], the system-wide mode's freezes that are not
+//! timed) keeps the original's order instead: no sync of ours, each level's readers switched
+//! by its own wait, `frozen` at `SB_FREEZE_PAGEFAULT` before the level-2 wait, level 3 waited
+//! for after the sync only, `s_umount` taken with `down_write_killable()`. What remains of the
+//! list above for it: its waits are killable, the sync and the error paths are mirrored as
+//! said, and the `WARN`s, assertions and marks.
 
 use crate::fault;
 use crate::helpers::stage;
@@ -93,6 +100,10 @@ pub(crate) enum Holder {
     Userspace,
     /// A kernel freeze owned exclusively by `owner` (`FREEZE_EXCL`): only that owner thaws it.
     Owned(*const c_void),
+    /// Whatever a caller of `freeze_super()` passed (the system-wide mode, which replaces
+    /// it): `enum freeze_holder` bits and owner as given.
+    #[cfg_attr(not(tf_livepatch), allow(dead_code))]
+    Caller(u32, *const c_void),
 }
 
 impl Holder {
@@ -101,9 +112,14 @@ impl Holder {
         match self {
             Holder::Userspace => (FREEZE_HOLDER_USERSPACE, core::ptr::null()),
             Holder::Owned(owner) => (FREEZE_HOLDER_KERNEL | FREEZE_EXCL, owner),
+            Holder::Caller(who, owner) => (who, owner),
         }
     }
 }
+
+/// Wait between two attempts of one freeze: long enough for the writers the failed attempt
+/// had blocked to get the CPU.
+pub(crate) const BACKOFF: Delta = Delta::from_millis(10);
 
 /// How to freeze.
 #[derive(Clone, Copy, Debug)]
@@ -251,9 +267,20 @@ impl SuperBlock {
     /// sleep between tries that doubles from one jiffy up to [`UMOUNT_POLL_MAX_MS`]. A stream of
     /// readers that never leaves it free makes it give up at the deadline; so would a
     /// `down_write()`, only later.
+    ///
+    /// Without a deadline ([`Deadline::is_never`]) it is `down_write_killable()`: a writer
+    /// queued as `down_write()` queues, which new readers do not pass.
     fn lock_excl_active(&self, deadline: &Deadline) -> Result<UmountGuard<'_>> {
         // SAFETY: A live superblock; no reference is made.
         let sem = unsafe { addr_of_mut!((*self.as_raw()).s_umount) };
+        if deadline.is_never() {
+            // SAFETY: A live superblock's `s_umount`, which this task does not hold; sleeping
+            // is allowed (see below).
+            kernel::error::to_result(unsafe { bindings::down_write_killable(sem) })
+                .map_err(|_| EINTR)?;
+            // INVARIANT: taken above.
+            return Ok(UmountGuard { sb: self });
+        }
         let max = kernel::time::msecs_to_jiffies(UMOUNT_POLL_MAX_MS) as c_long;
         let mut nap: c_long = 1;
         loop {
@@ -805,8 +832,14 @@ fn freeze_attempt(
     s.set_frozen(SB_FREEZE_WRITE);
     // Release s_umount to preserve sb_start_write -> s_umount ordering
     let sb = s.unlock();
-    // [timed-freeze] The readers of all three levels switched with one grace period.
-    let [write_switch, pagefault_switch, fs_switch] = switch_levels(sb, p.gp);
+    // [timed-freeze] The readers of all three levels switched with one grace period (a freeze
+    // without a deadline: each level's by its own wait, as here).
+    let untimed = deadline.is_never();
+    let [write_switch, pagefault_switch, fs_switch] = if untimed {
+        [None, None, None]
+    } else {
+        switch_levels(sb, p.gp)
+    };
     let w = level_down_write(sb, SB_FREEZE_WRITE, deadline, p.gp, write_switch);
     let mut s = match (w, sb.lock_excl_active(deadline)) {
         (Ok(g), Ok(s)) => {
@@ -823,7 +856,11 @@ fn freeze_attempt(
 
     // Now we go and block page faults...
     // [timed-freeze] `frozen` stays SB_FREEZE_WRITE until the commit point: the bounded
-    // sync below must not look like a freeze to the filesystem's ->sync_fs().
+    // sync below must not look like a freeze to the filesystem's ->sync_fs(). Without a
+    // deadline there is no such sync, and the order is the original's.
+    if untimed {
+        s.set_frozen(SB_FREEZE_PAGEFAULT);
+    }
     match level_down_write(sb, SB_FREEZE_PAGEFAULT, deadline, p.gp, pagefault_switch) {
         Ok(g) => levels.hold(SB_FREEZE_PAGEFAULT, g),
         Err(e) => return Err(undo(s, levels, e)),
@@ -849,9 +886,12 @@ fn freeze_attempt(
     // [timed-freeze] Nothing may fail after the sync below (see the module docs), so the
     // wait for the fs-internal writers that may fail is made now: their drain, with the
     // deadline, released again for the sync, whose own writeback needs them.
-    match level_down_write(sb, SB_FREEZE_FS, deadline, p.gp, fs_switch) {
-        Ok(g) => drop(g),
-        Err(e) => return Err(undo(s, levels, e)),
+    // Without a deadline nothing may fail there: the original's order, the wait after the sync.
+    if !untimed {
+        match level_down_write(sb, SB_FREEZE_FS, deadline, p.gp, fs_switch) {
+            Ok(g) => drop(g),
+            Err(e) => return Err(undo(s, levels, e)),
+        }
     }
 
     // --- The commit point. ---
@@ -943,6 +983,25 @@ fn undo_unlocked(sb: &SuperBlock, levels: HeldLevels<'_>, e: AttemptError) -> At
     unsafe { bindings::wake_up_var(addr_of_mut!((*sb.as_raw()).s_writers.frozen).cast()) };
     sb.put_active_ref();
     e
+}
+
+/// Freezes `sb` as `freeze_super()` would, with no deadline (the system-wide mode's freezes that
+/// are not timed): one attempt in the original's order, each level's readers switched by its
+/// own wait, `frozen` at `SB_FREEZE_PAGEFAULT` before the level-2 wait, no sync of ours and no
+/// drain of level 3 before the sync at the commit point, `s_umount` taken with
+/// `down_write_killable()`. Its waits end when what they wait for happens or on a fatal signal
+/// (`EINTR`, the attempt undone): the original's are uninterruptible but for the wait for a
+/// partial freeze.
+#[cfg_attr(not(tf_livepatch), allow(dead_code))]
+pub(crate) fn freeze_untimed(sb: &SuperBlock, holder: Holder) -> Result {
+    let p = FreezeParams {
+        timeout: Delta::ZERO,
+        retries: 0,
+        backoff: BACKOFF,
+        gp: GracePeriod::Normal,
+        holder,
+    };
+    freeze_attempt(sb, &p, &Deadline::never()).map_err(|e| e.err)
 }
 
 /// Freezes `sb` as `freeze_super()` would, each attempt bounded by `p.timeout`, retrying

@@ -304,10 +304,10 @@ static struct fault_attr *const tf_fault_attrs[] = {
 	&tf_fail_sync_bdev,
 };
 
-/* Creates the fail_* directories under timed_freeze/ in debugfs. */
+/* Creates the fail_* directories under the module's debugfs directory. */
 void tf_fault_init(void)
 {
-	struct dentry *parent = debugfs_lookup("timed_freeze", NULL);
+	struct dentry *parent = debugfs_lookup(KBUILD_MODNAME, NULL);
 	struct dentry *d;
 
 	if (!parent)

@@ -326,7 +326,7 @@ static const struct file_operations tf_stages_fops = {
 /* Creates debugfs timed_freeze/stages; call once that directory exists. */
 void tf_stages_init(void)
 {
-	struct dentry *parent = debugfs_lookup("timed_freeze", NULL);
+	struct dentry *parent = debugfs_lookup(KBUILD_MODNAME, NULL);
 
 	if (IS_ERR_OR_NULL(parent))
 		return;

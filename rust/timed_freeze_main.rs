@@ -28,19 +28,6 @@
 //! - [`helpers`]: the C helpers (`rust/helpers.c`) for static inlines and macros;
 //! - this file: the device, its ioctls, OWNED freezes and the debugfs files.
 
-/// `WARN_ON_ONCE(cond)`: warns the first time `cond` holds at this call site; returns `cond`.
-macro_rules! warn_on_once {
-    ($cond:expr) => {{
-        static WARNED: ::kernel::sync::atomic::Atomic<bool> =
-            ::kernel::sync::atomic::Atomic::new(false);
-        let cond: bool = $cond;
-        if cond && !WARNED.xchg(true, ::kernel::sync::atomic::Relaxed) {
-            ::kernel::warn_on!(true);
-        }
-        cond
-    }};
-}
-
 use core::fmt;
 use kernel::{
     bindings, debugfs,
@@ -57,6 +44,9 @@ use kernel::{
     transmute::AsBytes,
     uaccess::UserSlice,
 };
+
+#[macro_use]
+mod warn;
 
 mod fault;
 mod freeze;
@@ -77,10 +67,6 @@ module! {
     license: "GPL",
 }
 
-/// Wait between two attempts of one freeze: long enough for the writers the failed
-/// attempt had blocked to get the CPU.
-const BACKOFF: Delta = Delta::from_millis(10);
-
 /// Counters shown in `/sys/kernel/debug/timed_freeze/stats`.
 struct Stats {
     freezes: Atomic<u64>,
@@ -95,19 +81,8 @@ struct Stats {
     last_writers: Atomic<u64>,
     last_elapsed_ns: Atomic<u64>,
     /// Attempts that gave up, by the wait that gave up (`TIMED_FREEZE_WAIT_*`).
-    gave_up: [Atomic<u64>; WAITS.len()],
+    gave_up: [Atomic<u64>; uapi::WAIT_NAMES.len()],
 }
-
-/// The names of `TIMED_FREEZE_WAIT_*` 1.., for the counters.
-const WAITS: [&str; 7] = [
-    "level_write",
-    "level_pagefault",
-    "level_fs",
-    "umount",
-    "partial",
-    "writeback",
-    "journal",
-];
 
 static STATS: Stats = Stats {
     freezes: Atomic::new(0),
@@ -121,7 +96,7 @@ static STATS: Stats = Stats {
     last_gave_up: Atomic::new(0),
     last_writers: Atomic::new(0),
     last_elapsed_ns: Atomic::new(0),
-    gave_up: [const { Atomic::new(0) }; WAITS.len()],
+    gave_up: [const { Atomic::new(0) }; uapi::WAIT_NAMES.len()],
 };
 
 impl Stats {
@@ -169,7 +144,7 @@ impl fmt::Debug for StatsView {
         writeln!(f, "last_failure_gave_up: {}", get(&s.last_gave_up))?;
         writeln!(f, "last_failure_writers: {}", get(&s.last_writers))?;
         writeln!(f, "last_failure_elapsed_ns: {}", get(&s.last_elapsed_ns))?;
-        for (name, n) in WAITS.iter().zip(s.gave_up.iter()) {
+        for (name, n) in uapi::WAIT_NAMES.iter().zip(s.gave_up.iter()) {
             writeln!(f, "gave_up_{}: {}", name, get(n))?;
         }
         Ok(())
@@ -485,7 +460,7 @@ impl TimedFreezeFile {
         let params = FreezeParams {
             timeout: Delta::from_nanos(i64::try_from(a.timeout_ns).map_err(|_| EINVAL)?),
             retries: a.retries,
-            backoff: BACKOFF,
+            backoff: freeze::BACKOFF,
             gp: if a.flags & uapi::EXPEDITED != 0 {
                 GracePeriod::Expedited
             } else {
