@@ -99,6 +99,7 @@ FIXTURE_TEARDOWN(rfc)
 {
 	/* The teardown thaws: a deadline must not be left to end its freeze. */
 	vector_teardown(&self->e);
+	tf_end_wedged(_metadata);
 	if (self->saved_timeout >= 0) {
 		sysctl_set(TF_SYSCTL_TIMEOUT, self->saved_timeout);
 		sysctl_set(TF_SYSCTL_RETRIES, self->saved_retries);
@@ -115,73 +116,14 @@ static void set_deadline(struct __test_metadata *_metadata,
 }
 
 /*
- * Wait until a freezer blocks fsA's writers (its rcu_sync_enter() can take
- * long under emulation): until a probe's write hangs.  Returns that probe,
- * to be reaped once fsA is thawed, or -1.
- */
-static pid_t wait_writers_blocked(struct vec_env *e)
-{
-	pid_t probe = -1;
-
-	for (int i = 0; i < 50; i++) {
-		probe = tf_write_child(e->fs.mfd, "probe0", "probe\n");
-		if (probe < 0 || tf_wait_child(probe, 200) < 0)
-			break;
-		probe = -1;
-	}
-	return probe;
-}
-
-/*
- * The vector against plain FIFREEZE: thread A in its fault, the freezer
- * started and blocking writers, then the daemon told to write to fsA and,
- * with @answer, to answer once its write got through.  Returns when
- * FIFREEZE returned; *@probe is the hung probe.
- */
-static int plain_vector(struct vec_env *e, int answer, pid_t *probe)
-{
-	pthread_t fr;
-
-	if (start_thread_a(e) || pthread_create(&fr, NULL, thread_freezer, &e->v))
-		return -1;
-	*probe = wait_writers_blocked(e);
-	if (*probe < 0 || send_byte(e->ctl.go[1]) || (answer && send_byte(e->ctl.ans[1]))) {
-		pthread_join(fr, NULL);
-		return -1;
-	}
-	return pthread_join(fr, NULL);
-}
-
-/*
  * The daemon answers once its write got through: the first attempt times
  * out on thread A, its undo lets the daemon write, A finishes, and the
  * retry freezes.  Plain FIFREEZE returns 0 after about one timeout.
  */
 TEST_F_TIMEOUT(rfc, fifreeze_breaks_the_chain, 120)
 {
-	const unsigned long long timeout_ms = 1000;
-	unsigned long long ms;
-	pid_t pid, probe;
-
-	set_deadline(_metadata, timeout_ms, 2);
-	ASSERT_EQ(0, plain_vector(&self->e, 1, &probe));
-	ms = self->e.v.args.elapsed_ns / NSEC_PER_MSEC;
-	TH_LOG("%s: FIFREEZE: %d after %llu ms (bound [%llu, %llu])",
-	       vec_kind_name[variant->kind], self->e.v.freeze_ret, ms, timeout_ms,
-	       timeout_ms + SLACK_MS);
-	ASSERT_EQ(0, self->e.v.freeze_ret);
-	EXPECT_GE(ms, timeout_ms);
-	EXPECT_LE(ms, timeout_ms + SLACK_MS);
-	EXPECT_TRUE(wait_event(self->e.ctl.evt[0], 'w', 1000));
-
-	/* fsA is really frozen now ... */
-	pid = tf_write_child(self->e.fs.mfd, "probe", "probe\n");
-	EXPECT_EQ(-1, tf_wait_child(pid, 300));
-	ASSERT_EQ(0, ioctl(self->e.fs.mfd, FITHAW, 0));
-	EXPECT_EQ(0, tf_wait_child(pid, 5000));
-	EXPECT_EQ(0, tf_wait_child(probe, 5000));
-
-	finish_thread_a(_metadata, &self->e, variant->type);
+	set_deadline(_metadata, 1000, 2);
+	plain_breaks_the_chain(_metadata, &self->e, variant->type, variant->kind, 1000);
 }
 
 /*
@@ -191,29 +133,8 @@ TEST_F_TIMEOUT(rfc, fifreeze_breaks_the_chain, 120)
  */
 TEST_F_TIMEOUT(rfc, fifreeze_held_daemon_times_out_unfrozen, 120)
 {
-	const unsigned long long timeout_ms = 300;
-	unsigned long long ms;
-	pid_t pid, probe;
-
-	set_deadline(_metadata, timeout_ms, 2);
-	ASSERT_EQ(0, plain_vector(&self->e, 0, &probe));
-	ms = self->e.v.args.elapsed_ns / NSEC_PER_MSEC;
-	TH_LOG("%s: FIFREEZE: %d after %llu ms (bound [%llu, %llu])",
-	       vec_kind_name[variant->kind], self->e.v.freeze_ret, ms, 3 * timeout_ms,
-	       3 * timeout_ms + SLACK_MS);
-	EXPECT_EQ(-ETIMEDOUT, self->e.v.freeze_ret);
-	EXPECT_GE(ms, 3 * timeout_ms);
-	EXPECT_LE(ms, 3 * timeout_ms + SLACK_MS);
-	/* The undo let the daemon's write through ... */
-	EXPECT_TRUE(wait_event(self->e.ctl.evt[0], 'w', 1000));
-	/* ... and left fsA unfrozen and writable. */
-	EXPECT_EQ(0, tf_wait_child(probe, 5000));
-	pid = tf_write_child(self->e.fs.mfd, "probe", "probe\n");
-	EXPECT_EQ(0, tf_wait_child(pid, 5000));
-
-	/* Released, the daemon answers and everything completes. */
-	ASSERT_EQ(0, send_byte(self->e.ctl.ans[1]));
-	finish_thread_a(_metadata, &self->e, variant->type);
+	set_deadline(_metadata, 300, 2);
+	plain_held_daemon_times_out(_metadata, &self->e, variant->type, variant->kind, 300, 3);
 }
 
 /*
@@ -222,36 +143,8 @@ TEST_F_TIMEOUT(rfc, fifreeze_held_daemon_times_out_unfrozen, 120)
  */
 TEST_F_TIMEOUT(rfc, fifreeze_killed_while_waiting, 120)
 {
-	unsigned long long t0, ms;
-	pid_t freezer, pid, probe;
-	int status;
-
 	set_deadline(_metadata, 60000, 0);
-	ASSERT_EQ(0, start_thread_a(&self->e));
-	freezer = fork();
-	ASSERT_LE(0, freezer);
-	if (freezer == 0)
-		_exit(ioctl(self->e.fs.mfd, FIFREEZE, 0) ? 1 : 0);
-	probe = wait_writers_blocked(&self->e);
-	ASSERT_LE(0, probe);
-	ASSERT_EQ(0, send_byte(self->e.ctl.go[1]));
-	/* The daemon's write is blocked behind the freezer ... */
-	EXPECT_FALSE(wait_event(self->e.ctl.evt[0], 'w', 500));
-	t0 = tf_now_ns();
-	ASSERT_EQ(0, kill(freezer, SIGKILL));
-	ASSERT_EQ(freezer, waitpid(freezer, &status, 0));
-	ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
-	TH_LOG("%s: the killed freezer was gone after %llu ms", vec_kind_name[variant->kind], ms);
-	EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-	EXPECT_LE(ms, 2000ULL);
-	/* ... and goes through once it is gone; fsA is not frozen. */
-	EXPECT_TRUE(wait_event(self->e.ctl.evt[0], 'w', 1000));
-	EXPECT_EQ(0, tf_wait_child(probe, 5000));
-	pid = tf_write_child(self->e.fs.mfd, "probe", "probe\n");
-	EXPECT_EQ(0, tf_wait_child(pid, 5000));
-
-	ASSERT_EQ(0, send_byte(self->e.ctl.ans[1]));
-	finish_thread_a(_metadata, &self->e, variant->type);
+	plain_killed_while_waiting(_metadata, &self->e, variant->type, variant->kind);
 }
 
 /* xfs's XFS_IOC_GOINGDOWN (include/uapi of xfsprogs: xfs_fs.h). */

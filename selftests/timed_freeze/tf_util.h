@@ -31,6 +31,8 @@ struct tf_fs {
 	char img[96];
 	char mnt[96];
 	int mfd;		/* O_DIRECTORY fd on the mounted fs */
+	const char *dm;		/* mounted from this dm-linear device over the loop, or NULL */
+	char loop[32];		/* then: its loop device */
 };
 
 static inline unsigned long long tf_now_ns(void)
@@ -75,12 +77,17 @@ static inline int tf_fs_missing(const char *type)
 	       tf_run("command -v mkfs.%s >/dev/null", type);
 }
 
-/* mkfs and loop-mount a filesystem of @type; 0 or -1. */
+/*
+ * mkfs and loop-mount a filesystem of @type; 0 or -1.  With @fs->dm set,
+ * the filesystem is made and mounted on a dm-linear device of that name
+ * over the loop device (a device-mapper suspend then freezes it).
+ */
 static inline int tf_fs_setup(struct tf_fs *fs, const char *type)
 {
 	const char *mkfs = !strcmp(type, "xfs") ? "mkfs.xfs -q -f" :
 			   !strcmp(type, "gfs2") ? "mkfs.gfs2 -O -q -p lock_nolock -j 1" :
 			   "mkfs.ext4 -q -F";
+	char dev[96];
 
 	snprintf(fs->dir, sizeof(fs->dir), "/tmp/tf.XXXXXX");
 	fs->mfd = -1;
@@ -90,10 +97,32 @@ static inline int tf_fs_setup(struct tf_fs *fs, const char *type)
 		return -1;
 	snprintf(fs->img, sizeof(fs->img), "%s/img", fs->dir);
 	snprintf(fs->mnt, sizeof(fs->mnt), "%s/mnt", fs->dir);
-	if (mkdir(fs->mnt, 0755))
+	if (mkdir(fs->mnt, 0755) || tf_run("truncate -s 320M %s", fs->img))
 		return -1;
-	if (tf_run("truncate -s 320M %s && %s %s >/dev/null 2>&1 && mount -t %s -o loop %s %s",
-		   fs->img, mkfs, fs->img, type, fs->img, fs->mnt))
+	snprintf(dev, sizeof(dev), "%s", fs->img);
+	if (fs->dm) {
+		char cmd[160];
+		FILE *p;
+
+		snprintf(cmd, sizeof(cmd), "losetup -f --show %s", fs->img);
+		p = popen(cmd, "r");
+		if (!p || !fgets(fs->loop, sizeof(fs->loop), p)) {
+			if (p)
+				pclose(p);
+			return -1;
+		}
+		pclose(p);
+		fs->loop[strcspn(fs->loop, "\n")] = '\0';
+		snprintf(cmd, sizeof(cmd), "0 $(blockdev --getsz %s) linear %s 0", fs->loop,
+			 fs->loop);
+		/* No udev in the test VM: the node is made by dmsetup mknodes. */
+		if (tf_run("dmsetup create %s --table \"%s\" && dmsetup mknodes %s", fs->dm, cmd,
+			   fs->dm))
+			return -1;
+		snprintf(dev, sizeof(dev), "/dev/mapper/%s", fs->dm);
+	}
+	if (tf_run("%s %s >/dev/null 2>&1 && mount -t %s %s %s %s", mkfs, dev, type,
+		   fs->dm ? "" : "-o loop", dev, fs->mnt))
 		return -1;
 	fs->mfd = open(fs->mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return fs->mfd < 0 ? -1 : 0;
@@ -106,6 +135,12 @@ static inline void tf_fs_teardown(struct tf_fs *fs)
 		close(fs->mfd);
 	}
 	umount2(fs->mnt, 0);
+	if (fs->dm) {
+		tf_run("dmsetup resume %s >/dev/null 2>&1; dmsetup remove %s >/dev/null 2>&1",
+		       fs->dm, fs->dm);
+		if (fs->loop[0])
+			tf_run("losetup -d %s", fs->loop);
+	}
 	umount2(fs->dir, MNT_DETACH);
 	rmdir(fs->dir);
 }
@@ -253,10 +288,10 @@ static inline int tf_fs_writable(int dirfd)
 	return tf_wait_child(pid, 5000) == 0 && tf_file_is(dirfd, "probe", "probe\n");
 }
 
-/* A counter from /sys/kernel/debug/timed_freeze/stats, or -1. */
-static inline long long tf_stat(const char *key)
+/* A counter from the "key: value" lines of the file @path, or -1. */
+static inline long long tf_stat_in(const char *path, const char *key)
 {
-	FILE *f = fopen("/sys/kernel/debug/timed_freeze/stats", "r");
+	FILE *f = fopen(path, "r");
 	char k[64];
 	long long v, ret = -1;
 
@@ -267,6 +302,12 @@ static inline long long tf_stat(const char *key)
 			ret = v;
 	fclose(f);
 	return ret;
+}
+
+/* A counter from /sys/kernel/debug/timed_freeze/stats, or -1. */
+static inline long long tf_stat(const char *key)
+{
+	return tf_stat_in(TF_DEBUGFS "/stats", key);
 }
 
 /* Write @val to the file @path (sysfs, procfs, debugfs); 0 or -1. */

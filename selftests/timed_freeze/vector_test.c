@@ -73,6 +73,7 @@ FIXTURE_SETUP(vec)
 FIXTURE_TEARDOWN(vec)
 {
 	vector_teardown(&self->e);
+	tf_end_wedged(_metadata);
 }
 
 TEST_F(vec, timed_freeze_breaks_the_chain)
