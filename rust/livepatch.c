@@ -75,7 +75,7 @@ static const struct {
  */
 static int tf_klp_set_holders(const char *val, const struct kernel_param *kp)
 {
-	char buf[64], *s = buf, *tok;
+	char buf[64], *s, *tok;
 	unsigned int mask = 0, i;
 
 	if (strscpy(buf, val, sizeof(buf)) < 0)
@@ -141,10 +141,9 @@ void tf_klp_params(unsigned int *timeout_ms, unsigned int *retries,
  * stack.  For the one caller that freeze_super()'s arguments do not tell
  * apart and that must not get a deadline: xfs_fs_goingdown(), which
  * ignores an error of bdev_freeze() and then returns 0 without shutting
- * the filesystem down (only while xfs's shutdown ioctl runs: LTO could
- * inline it into xfs_file_ioctl(), its one caller, and hide it; the
- * distributions' kernels do not use LTO).  A module's symbols print as
- * "name [module]".
+ * the filesystem down.  A kernel built with LTO could inline it into
+ * xfs_file_ioctl(), its one caller, and hide it from this look (the test
+ * kernel has no LTO).  A module's symbols print as "name [module]".
  */
 bool tf_klp_called_from(const char *name)
 {

@@ -16,24 +16,26 @@
 //! kernel (`K`) and cannot be unloaded before it is disabled, which the device module, that
 //! replaces nothing, should not inherit.
 //!
-//! Which freezes get the deadline (the rest run the same freeze without one, [`freeze_untimed`],
-//! as a livepatch cannot call the function it replaces):
+//! Which freezes get the deadline (the rest run the same freeze without one,
+//! [`freeze_untimed`], in `freeze_super()`'s own order, as a livepatch cannot call the
+//! function it replaces):
 //!
 //! - none while `timeout_ms` is 0, the default;
 //! - by holder, the parameter `holders`: `fifreeze` (`FREEZE_HOLDER_USERSPACE`, from
 //!   `ioctl_fsfreeze()` only), `bdev` (`FREEZE_HOLDER_USERSPACE | FREEZE_MAY_NEST`, from
-//!   `fs_super_freeze()` only) and `kernel` (`FREEZE_HOLDER_KERNEL`: suspend's
-//!   `filesystems_freeze()`, xfs scrub and media failure, f2fs resize, btrfs); the default
-//!   is the first two;
+//!   `fs_super_freeze()` only) and `kernel` (`FREEZE_HOLDER_KERNEL`: xfs scrub and media
+//!   failure, f2fs resize, btrfs); the default is the first two;
+//! - never an exclusive kernel freeze (`FREEZE_EXCL`: suspend's `filesystems_freeze()`),
+//!   whose holder thaws exclusively whatever its freeze returned;
 //! - never on a filesystem with its own `->freeze_super` (gfs2, whose cluster freeze calls
 //!   `freeze_super()` from its own code with a userspace holder);
 //! - never under `xfs_fs_goingdown()` (`XFS_IOC_GOINGDOWN` with the default flag, which
 //!   takes a failed `bdev_freeze()` for success and skips the shutdown it was asked for),
 //!   recognised on the stack ([`from_xfs_goingdown`]).
 //!
-//! Differences from `freeze_super()` are those of [`freeze`] (the module docs there), for
-//! every freeze: its waits are killable, and the readers of the three levels are switched
-//! with one grace period.
+//! Differences from `freeze_super()` are those of [`freeze`] (the module docs there): a timed
+//! freeze's are the timed attempt's; an untimed one keeps the original's order, and its waits
+//! are killable.
 
 #[macro_use]
 mod warn;
