@@ -118,6 +118,18 @@ impl Caller {
         1 << self as u32
     }
 
+    /// Every caller, in the order of the discriminants.
+    const ALL: [Caller; 3] = [Caller::Fifreeze, Caller::Bdev, Caller::Kernel];
+
+    /// Its name in the parameter `holders` and in the counters.
+    fn key(self) -> &'static str {
+        match self {
+            Caller::Fifreeze => "fifreeze",
+            Caller::Bdev => "bdev",
+            Caller::Kernel => "kernel",
+        }
+    }
+
     /// Its name in log lines.
     fn name(self) -> &'static str {
         match self {
@@ -209,7 +221,7 @@ struct Stats {
     interrupted: Atomic<u64>,
     failed: Atomic<u64>,
     /// Timed freezes that gave up (`ETIMEDOUT` after their last attempt), by [`Caller`].
-    timeouts: [Atomic<u64>; 3],
+    timeouts: [Atomic<u64>; Caller::ALL.len()],
 }
 
 static STATS: Stats = Stats {
@@ -222,7 +234,7 @@ static STATS: Stats = Stats {
     undone_attempts: Atomic::new(0),
     interrupted: Atomic::new(0),
     failed: Atomic::new(0),
-    timeouts: [const { Atomic::new(0) }; 3],
+    timeouts: [const { Atomic::new(0) }; Caller::ALL.len()],
 };
 
 impl Stats {
@@ -260,13 +272,8 @@ impl fmt::Debug for StatsView {
         writeln!(f, "undone_attempts: {}", get(&s.undone_attempts))?;
         writeln!(f, "interrupted: {}", get(&s.interrupted))?;
         writeln!(f, "failed: {}", get(&s.failed))?;
-        for c in [Caller::Fifreeze, Caller::Bdev, Caller::Kernel] {
-            let name = match c {
-                Caller::Fifreeze => "fifreeze",
-                Caller::Bdev => "bdev",
-                Caller::Kernel => "kernel",
-            };
-            writeln!(f, "timeouts_{}: {}", name, get(&s.timeouts[c as usize]))?;
+        for c in Caller::ALL {
+            writeln!(f, "timeouts_{}: {}", c.key(), get(&s.timeouts[c as usize]))?;
         }
         Ok(())
     }

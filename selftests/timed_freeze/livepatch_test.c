@@ -133,8 +133,7 @@ static long long klp_stat(const char *key)
 /* The vector, fsA on a dm-linear device when @dm names one, and the mode. */
 struct klp_env {
 	struct vec_env e;
-	char saved[3][32];	/* timeout_ms, retries, holders */
-	int loaded;
+	char saved[3][32];	/* timeout_ms, retries, holders; empty: not loaded */
 };
 
 static const char *const klp_params[] = { "timeout_ms", "retries", "holders" };
@@ -163,7 +162,6 @@ static void klp_env_setup(struct __test_metadata *_metadata, struct klp_env *k,
 		ASSERT_EQ(0, access(KLP_SYSFS, F_OK));
 		for (int i = 0; i < 3; i++)
 			klp_param_get(klp_params[i], k->saved[i], sizeof(k->saved[i]));
-		k->loaded = 1;
 	}
 	k->e.fs.dm = dm;
 	ret = vector_setup(&k->e, type, kind);
@@ -180,7 +178,7 @@ static void klp_env_teardown(struct __test_metadata *_metadata, struct klp_env *
 {
 	/* The teardown thaws: a deadline must not be left to end its freeze. */
 	vector_teardown(&k->e);
-	if (k->loaded && !access(KLP_PARAMS, F_OK))
+	if (!access(KLP_PARAMS, F_OK))
 		for (int i = 0; i < 3; i++)
 			if (k->saved[i][0])
 				klp_param_set(klp_params[i], k->saved[i]);
@@ -610,28 +608,6 @@ TEST_F_TIMEOUT(klp_once, xfs_goingdown_on_the_vector_shuts_down, 120)
 	tf_wait_child(probe, 5000);
 }
 
-FIXTURE(klp_off) {
-	struct klp_env k;
-};
-
-FIXTURE_VARIANT(klp_off) {
-	const char *type;
-};
-
-FIXTURE_VARIANT_ADD(klp_off, xfs) {
-	.type = "xfs",
-};
-
-FIXTURE_SETUP(klp_off)
-{
-	klp_env_setup(_metadata, &self->k, variant->type, VEC_FUSE, NULL, true);
-}
-
-FIXTURE_TEARDOWN(klp_off)
-{
-	klp_env_teardown(_metadata, &self->k);
-}
-
 /*
  * Disabled while a freeze waits in it, with writers going: the freeze in
  * flight ends as the patched one does (ETIMEDOUT at its deadline, nothing
@@ -640,7 +616,7 @@ FIXTURE_TEARDOWN(klp_off)
  * the kernel (thread A, in its write) has a stack it cannot trust: the
  * transition ends once A is out, then the module unloads.
  */
-TEST_F_TIMEOUT(klp_off, disable_while_a_freeze_waits, 120)
+TEST_F_TIMEOUT(klp_once, disable_while_a_freeze_waits, 120)
 {
 	unsigned long long t0, ms;
 	pthread_t fr;

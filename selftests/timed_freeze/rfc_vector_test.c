@@ -12,8 +12,6 @@
  *
  * Built for make check-rfc; it skips on a kernel without the sysctls.
  */
-#include <signal.h>
-
 #include "vector_test.h"
 
 /* The sysctl at @path as a number, or -1. */
