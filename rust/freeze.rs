@@ -56,14 +56,14 @@ use crate::fault;
 use crate::helpers::stage;
 use crate::percpu_rwsem::{Deadline, PercpuRwSem, PercpuWriteGuard, ReaderSwitch};
 use crate::rcu_sync::GracePeriod;
-use crate::{helpers, presync, uapi};
-use core::{ffi::c_void, ptr::addr_of_mut};
+use crate::{helpers, presync, retry, uapi};
+use core::{cell::Cell, ffi::c_void, ptr::addr_of_mut};
 use kernel::{
     bindings,
     fs::File,
     prelude::*,
     sync::atomic::{Acquire, Atomic, Full, Relaxed},
-    time::{delay::fsleep, Delta, Instant, Monotonic},
+    time::{Delta, Instant, Monotonic},
     types::{Opaque, ScopeGuard},
 };
 
@@ -117,19 +117,16 @@ impl Holder {
     }
 }
 
-/// Wait between two attempts of one freeze: long enough for the writers the failed attempt
-/// had blocked to get the CPU.
-pub(crate) const BACKOFF: Delta = Delta::from_millis(10);
-
 /// How to freeze.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FreezeParams {
     /// Deadline of each attempt, from its start.
     pub(crate) timeout: Delta,
-    /// Attempts after the first.
+    /// Attempts after the first, at most.
     pub(crate) retries: u32,
-    /// Wait between attempts.
-    pub(crate) backoff: Delta,
+    /// The whole call's deadline, from its start; zero for the default
+    /// ([`retry::Policy::default_deadline`]).
+    pub(crate) deadline: Delta,
     /// How readers are switched to the slow path.
     pub(crate) gp: GracePeriod,
     /// Who will hold the freeze.
@@ -153,6 +150,21 @@ pub(crate) struct FreezeReport {
     pub(crate) gave_up: u32,
     /// How many attempts gave up at each wait (index: `TIMED_FREEZE_WAIT_*` - 1).
     pub(crate) gave_up_by_wait: [u32; 7],
+    /// How long the attempts kept writers out, in total ([`BlockClock`]).
+    pub(crate) blocked_ns: u64,
+}
+
+/// How long a freeze's attempts kept new writers out: the time `block` of `SB_FREEZE_WRITE`
+/// was theirs, summed over the attempts, up to the undo or to the freeze. (The levels above
+/// it are only taken while it is held.)
+#[derive(Default)]
+struct BlockClock(Cell<u64>);
+
+impl BlockClock {
+    fn add(&self, d: Delta) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(0);
+        self.0.set(self.0.get().saturating_add(ns));
+    }
 }
 
 /// A `struct super_block`.
@@ -566,12 +578,22 @@ impl Drop for UmountGuard<'_> {
 /// (`sb_freeze_unlock()`).
 struct HeldLevels<'a> {
     held: [Option<PercpuWriteGuard<'a>>; SB_FREEZE_LEVELS],
+    /// Where the time `SB_FREEZE_WRITE` was held goes when it is released or kept.
+    clock: &'a BlockClock,
 }
 
 impl<'a> HeldLevels<'a> {
-    fn new() -> Self {
+    fn new(clock: &'a BlockClock) -> Self {
         Self {
             held: [None, None, None],
+            clock,
+        }
+    }
+
+    /// Stops the clock of `SB_FREEZE_WRITE`'s `block`, if held.
+    fn stop_clock(&self) {
+        if let Some(g) = &self.held[usize::from(SB_FREEZE_WRITE) - 1] {
+            self.clock.add(g.blocked_for());
         }
     }
 
@@ -583,6 +605,7 @@ impl<'a> HeldLevels<'a> {
     /// Mirror of `sb_freeze_unlock()` (fs/super.c, static): `percpu_up_write()` from the
     /// highest level taken down to `SB_FREEZE_WRITE`.
     fn unlock(mut self) {
+        self.stop_clock();
         for g in self.held.iter_mut().rev() {
             drop(g.take());
         }
@@ -590,6 +613,7 @@ impl<'a> HeldLevels<'a> {
 
     /// The freeze succeeded: the levels stay held until `thaw_super()`.
     fn keep(self) {
+        self.stop_clock();
         for g in self.held.into_iter().flatten() {
             g.keep_held();
         }
@@ -651,6 +675,7 @@ fn level_down_write<'a>(
     deadline: &Deadline,
     gp: GracePeriod,
     switch: Option<ReaderSwitch<'a>>,
+    clock: &BlockClock,
 ) -> Result<PercpuWriteGuard<'a>, AttemptError> {
     let sem = sb.level(level);
     let switch = switch.unwrap_or_else(|| {
@@ -664,11 +689,19 @@ fn level_down_write<'a>(
     match ret {
         Ok(g) if fault::should_fail(fault::Point::LevelWait, level) => {
             let writers = sem.readers();
+            if level == SB_FREEZE_WRITE {
+                clock.add(g.blocked_for());
+            }
             drop(g);
             Err(AttemptError::gave_up(ETIMEDOUT, level.into(), writers))
         }
         Ok(g) => Ok(g),
-        Err(e) => Err(AttemptError::gave_up(e.err, level.into(), e.readers)),
+        Err(e) => {
+            if level == SB_FREEZE_WRITE {
+                clock.add(e.blocked);
+            }
+            Err(AttemptError::gave_up(e.err, level.into(), e.readers))
+        }
     }
 }
 
@@ -766,6 +799,7 @@ fn freeze_attempt(
     sb: &SuperBlock,
     p: &FreezeParams,
     deadline: &Deadline,
+    clock: &BlockClock,
 ) -> Result<(), AttemptError> {
     let (who, owner) = p.holder.who();
     let umount = |e| AttemptError::gave_up(e, uapi::WAIT_UMOUNT, 0);
@@ -827,7 +861,7 @@ fn freeze_attempt(
         return Ok(());
     }
 
-    let mut levels = HeldLevels::new();
+    let mut levels = HeldLevels::new(clock);
 
     s.set_frozen(SB_FREEZE_WRITE);
     // Release s_umount to preserve sb_start_write -> s_umount ordering
@@ -840,7 +874,7 @@ fn freeze_attempt(
     } else {
         switch_levels(sb, p.gp)
     };
-    let w = level_down_write(sb, SB_FREEZE_WRITE, deadline, p.gp, write_switch);
+    let w = level_down_write(sb, SB_FREEZE_WRITE, deadline, p.gp, write_switch, clock);
     let mut s = match (w, sb.lock_excl_active(deadline)) {
         (Ok(g), Ok(s)) => {
             levels.hold(SB_FREEZE_WRITE, g);
@@ -861,7 +895,14 @@ fn freeze_attempt(
     if untimed {
         s.set_frozen(SB_FREEZE_PAGEFAULT);
     }
-    match level_down_write(sb, SB_FREEZE_PAGEFAULT, deadline, p.gp, pagefault_switch) {
+    match level_down_write(
+        sb,
+        SB_FREEZE_PAGEFAULT,
+        deadline,
+        p.gp,
+        pagefault_switch,
+        clock,
+    ) {
         Ok(g) => levels.hold(SB_FREEZE_PAGEFAULT, g),
         Err(e) => return Err(undo(s, levels, e)),
     }
@@ -888,7 +929,7 @@ fn freeze_attempt(
     // deadline, released again for the sync, whose own writeback needs them.
     // Without a deadline nothing may fail there: the original's order, the wait after the sync.
     if !untimed {
-        match level_down_write(sb, SB_FREEZE_FS, deadline, p.gp, fs_switch) {
+        match level_down_write(sb, SB_FREEZE_FS, deadline, p.gp, fs_switch, clock) {
             Ok(g) => drop(g),
             Err(e) => return Err(undo(s, levels, e)),
         }
@@ -997,50 +1038,117 @@ pub(crate) fn freeze_untimed(sb: &SuperBlock, holder: Holder) -> Result {
     let p = FreezeParams {
         timeout: Delta::ZERO,
         retries: 0,
-        backoff: BACKOFF,
+        deadline: Delta::ZERO,
         gp: GracePeriod::Normal,
         holder,
     };
-    freeze_attempt(sb, &p, &Deadline::never()).map_err(|e| e.err)
+    freeze_attempt(sb, &p, &Deadline::never(), &BlockClock::default()).map_err(|e| e.err)
 }
 
-/// Freezes `sb` as `freeze_super()` would, each attempt bounded by `p.timeout`, retrying
-/// `p.retries` times after an attempt that gave up at its deadline. Fills `report` in every
-/// case.
+/// Freezes `sb` as `freeze_super()` would, each attempt bounded by `p.timeout`, retrying up to
+/// `p.retries` times after an attempt that gave up at its deadline, as [`retry`] decides, all
+/// within `p.deadline`. Fills `report` in every case.
 pub(crate) fn timed_freeze_super(
     sb: &SuperBlock,
     p: &FreezeParams,
     report: &mut FreezeReport,
 ) -> Result {
     let start = Instant::<Monotonic>::now();
+    let since_start =
+        || u64::try_from((Instant::<Monotonic>::now() - start).as_nanos()).unwrap_or(0);
+    let nanos = |d: Delta| u64::try_from(d.as_nanos()).unwrap_or(0);
+    let mut policy = retry::Policy::new(
+        nanos(p.timeout),
+        p.retries,
+        nanos(p.deadline),
+        stage::retry_fixed_backoff(),
+    );
+    let clock = BlockClock::default();
     let mut ret;
     loop {
         report.attempts += 1;
-        let deadline = Deadline::after(p.timeout);
-        ret = freeze_attempt(sb, p, &deadline);
-        match &ret {
-            Err(e) if e.wait != uapi::WAIT_NONE => {
-                report.undone += 1;
-                report.gave_up = e.wait;
-                if let Some(n) = report.gave_up_by_wait.get_mut(e.wait as usize - 1) {
-                    *n += 1;
-                }
-                report.timed_out_level = if e.wait <= SB_FREEZE_FS.into() {
-                    e.wait
-                } else {
-                    0
-                };
-                report.writers_inside = e.writers;
-                if e.err != ETIMEDOUT || report.attempts > p.retries {
-                    break;
-                }
-                // Let the writers the attempt blocked run before trying again.
-                fsleep(p.backoff);
-            }
-            _ => break,
+        policy.attempt();
+        let timeout = policy.attempt_timeout(since_start());
+        let deadline = Deadline::after(Delta::from_nanos(
+            i64::try_from(timeout).unwrap_or(i64::MAX),
+        ));
+        ret = freeze_attempt(sb, p, &deadline, &clock);
+        let Err(e) = &ret else { break };
+        if e.wait == uapi::WAIT_NONE {
+            break;
+        }
+        report.undone += 1;
+        report.gave_up = e.wait;
+        if let Some(n) = report.gave_up_by_wait.get_mut(e.wait as usize - 1) {
+            *n += 1;
+        }
+        report.timed_out_level = if e.wait <= SB_FREEZE_FS.into() {
+            e.wait
+        } else {
+            0
+        };
+        report.writers_inside = e.writers;
+        let ended = retry::Ended {
+            timed_out: e.err == ETIMEDOUT,
+            wait: e.wait,
+            writers: e.writers,
+        };
+        let retry::Next::Pause(pause) = policy.next(since_start(), ended) else {
+            break;
+        };
+        if let Err(err) = pause_between(sb, pause, &since_start) {
+            ret = Err(AttemptError::from(err));
+            break;
         }
     }
-    report.elapsed_ns =
-        u64::try_from((Instant::<Monotonic>::now() - start).as_nanos()).unwrap_or(0);
+    report.blocked_ns = clock.0.get();
+    report.elapsed_ns = since_start();
     ret.map_err(|e| e.err)
+}
+
+/// How often a pause samples the level's reader count.
+const SAMPLE_MS: u32 = 2;
+
+/// A pause between two attempts ([`retry::Pause`]): sleeps until `not_before`, then samples
+/// the level's readers until the watch says go, or until `not_after`. It blocks nobody and
+/// holds nothing; a fatal signal ends it with `EINTR`.
+fn pause_between(sb: &SuperBlock, pause: retry::Pause, now: &dyn Fn() -> u64) -> Result {
+    let sleep_until = |t: u64| -> Result {
+        let left = t.saturating_sub(now());
+        if left == 0 {
+            return Ok(());
+        }
+        let ms = u32::try_from(left.div_ceil(1_000_000)).unwrap_or(u32::MAX);
+        let j = c_long::try_from(kernel::time::msecs_to_jiffies(ms)).unwrap_or(c_long::MAX);
+        // SAFETY: Sleeping is allowed: the caller holds no lock.
+        unsafe { bindings::schedule_timeout_killable(j.max(1)) };
+        // SAFETY: Reads the current task's signals only.
+        if unsafe { helpers::tf_fatal_signal_pending() } {
+            return Err(EINTR);
+        }
+        Ok(())
+    };
+    while now() < pause.not_before {
+        sleep_until(pause.not_before)?;
+    }
+    let Some(mut watch) = pause.watch else {
+        while now() < pause.not_after {
+            sleep_until(pause.not_after)?;
+        }
+        return Ok(());
+    };
+    let sem = sb.level(watch.level);
+    let mut last = now();
+    while last < pause.not_after {
+        let t = now();
+        if watch.sample(sem.readers(), t - last) {
+            break;
+        }
+        last = t;
+        sleep_until(
+            t.saturating_add(u64::from(SAMPLE_MS) * 1_000_000)
+                .min(pause.not_after),
+        )?;
+    }
+    Ok(())
 }

@@ -68,6 +68,7 @@ extern "C" {
     // rust/stages.c
     fn tf_stage_mark(stage: c_uint);
     fn tf_switch_each_level() -> bool;
+    fn tf_retry_fixed_backoff() -> bool;
     pub(crate) fn tf_stages_init();
     pub(crate) fn tf_stages_exit();
 }
@@ -113,5 +114,13 @@ pub(crate) mod stage {
     pub(crate) fn switch_each_level() -> bool {
         // SAFETY: Reads a flag; no preconditions.
         unsafe { super::tf_switch_each_level() }
+    }
+
+    /// For the bench: whether a freeze retries with the policy before `crate::retry`'s, a
+    /// fixed back-off between `retries` + 1 attempts (debugfs `retry_fixed_backoff`, off by
+    /// default).
+    pub(crate) fn retry_fixed_backoff() -> bool {
+        // SAFETY: Reads a flag; no preconditions.
+        unsafe { super::tf_retry_fixed_backoff() }
     }
 }

@@ -53,6 +53,8 @@ pub(crate) struct WaitError {
     /// Readers inside when the wait ended, counted before anything was undone: the undo
     /// hands the lock to the readers it had blocked, which then count too.
     pub(crate) readers: u32,
+    /// How long `block` was ours before the wait ended: the time new readers were kept out.
+    pub(crate) blocked: Delta,
 }
 
 /// A point in time after which a timed wait gives up.
@@ -240,7 +242,11 @@ impl PercpuRwSem {
             unsafe { helpers::tf_percpu_rwsem_lockdep_release(self.as_raw(), ip()) };
             // Dropping the switch is [`RcuSync::exit`].
             drop(switch);
-            return Err(WaitError { err, readers });
+            return Err(WaitError {
+                err,
+                readers,
+                blocked: Delta::ZERO,
+            });
         }
 
         // The switch is the guard's now: percpu_up_write() ends it.
@@ -248,6 +254,7 @@ impl PercpuRwSem {
         // INVARIANT: from here on `block` is ours, so the guard may release it.
         let guard = PercpuWriteGuard {
             sem: self,
+            since: Instant::now(),
             _not_send: PhantomData,
         };
 
@@ -260,7 +267,10 @@ impl PercpuRwSem {
 
         // Wait for all active readers to complete. On failure, dropping the guard is
         // percpu_up_write(): the complete undo.
-        self.wait_readers(deadline)?;
+        self.wait_readers(deadline).map_err(|e| WaitError {
+            blocked: guard.blocked_for(),
+            ..e
+        })?;
         Ok(guard)
     }
 
@@ -271,6 +281,7 @@ impl PercpuRwSem {
         // INVARIANT: taken above.
         PercpuWriteGuard {
             sem: self,
+            since: Instant::now(),
             _not_send: PhantomData,
         }
     }
@@ -316,6 +327,7 @@ impl PercpuRwSem {
                 break Err(WaitError {
                     err: EINTR,
                     readers,
+                    blocked: Delta::ZERO,
                 });
             }
             let left = deadline.remaining_jiffies();
@@ -323,6 +335,7 @@ impl PercpuRwSem {
                 break Err(WaitError {
                     err: ETIMEDOUT,
                     readers,
+                    blocked: Delta::ZERO,
                 });
             }
             // SAFETY: Sleeping is allowed here (`might_sleep()` above, no spinlock held);
@@ -384,6 +397,8 @@ impl Drop for ReaderSwitch<'_> {
 /// path, `block` owned) and has not released it.
 pub(crate) struct PercpuWriteGuard<'a> {
     sem: &'a PercpuRwSem,
+    /// When `block` became ours.
+    since: Instant<Monotonic>,
     /// The write side is released by the task that took it (lockdep tracks it per task).
     _not_send: PhantomData<*mut ()>,
 }
@@ -393,6 +408,11 @@ impl PercpuWriteGuard<'_> {
     /// releases with `percpu_up_write()` (a frozen superblock is thawed by `thaw_super()`).
     pub(crate) fn keep_held(self) {
         let _ = ManuallyDrop::new(self);
+    }
+
+    /// How long `block` has been ours: the time new readers have been kept out.
+    pub(crate) fn blocked_for(&self) -> Delta {
+        Instant::<Monotonic>::now() - self.since
     }
 }
 

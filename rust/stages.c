@@ -21,8 +21,9 @@
  *
  * In C: the kernel crate has no kprobe abstraction, and struct kretprobe is
  * not in its bindings.  The Rust side declares tf_stage_mark(),
- * tf_stages_init(), tf_stages_exit() and tf_switch_each_level() in
- * rust/helpers.rs, whose stage module has the same stage numbers.
+ * tf_stages_init(), tf_stages_exit(), tf_switch_each_level() and
+ * tf_retry_fixed_backoff() in rust/helpers.rs, whose stage module has the
+ * same stage numbers.
  */
 
 #include <linux/atomic.h>
@@ -124,6 +125,18 @@ static bool tf_switch_each_level_knob;
 bool tf_switch_each_level(void)
 {
 	return READ_ONCE(tf_switch_each_level_knob);
+}
+
+/*
+ * debugfs timed_freeze/retry_fixed_backoff, for the bench: retry with the
+ * policy that rust/retry.rs replaced (a fixed 10 ms between attempts, all
+ * of them made whatever the time), to compare the two in one run.
+ */
+static bool tf_retry_fixed_backoff_knob;
+
+bool tf_retry_fixed_backoff(void)
+{
+	return READ_ONCE(tf_retry_fixed_backoff_knob);
 }
 
 /* Called by the Rust side at its stages; one load and compare when off. */
@@ -332,6 +345,7 @@ void tf_stages_init(void)
 		return;
 	debugfs_create_file("stages", 0600, parent, NULL, &tf_stages_fops);
 	debugfs_create_bool("switch_each_level", 0600, parent, &tf_switch_each_level_knob);
+	debugfs_create_bool("retry_fixed_backoff", 0600, parent, &tf_retry_fixed_backoff_knob);
 	dput(parent);
 }
 

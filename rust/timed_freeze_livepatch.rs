@@ -52,6 +52,7 @@ mod percpu_rwsem;
 mod presync;
 #[allow(dead_code)]
 mod rcu_sync;
+mod retry;
 #[allow(dead_code)]
 mod uapi;
 
@@ -315,7 +316,7 @@ unsafe extern "C" fn tf_klp_freeze_super(
     let p = FreezeParams {
         timeout,
         retries: cfg.retries,
-        backoff: freeze::BACKOFF,
+        deadline: Delta::ZERO,
         gp: GracePeriod::Normal,
         holder,
     };

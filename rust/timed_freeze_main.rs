@@ -11,7 +11,7 @@
 //! The ioctls mirror `ioctl_fsfreeze()` and `ioctl_fsthaw()` (fs/ioctl.c): the same
 //! permission and support checks, in their order. The differences:
 //!
-//! - the ioctl's own arguments (size, flags, timeout, retries, fd) are checked first, so
+//! - the ioctl's own arguments (size, flags, timeout, retries, deadline, fd) are checked first, so
 //!   that a malformed call gets `EINVAL` (or `EBADF`) before `EPERM`;
 //! - a filesystem with its own `->freeze_super` is refused (`EOPNOTSUPP`) instead of being
 //!   handed the freeze (the module cannot time waits it does not make);
@@ -24,6 +24,7 @@
 //! - [`rcu_sync`]: the mirror of the unexported parts of `kernel/rcu/sync.c` it needs;
 //! - [`freeze`]: the mirror of `freeze_super()` built on it;
 //! - [`presync`]: the sync before the commit point, in a thread of ours, with a deadline;
+//! - [`retry`]: when a freeze whose attempt gave up tries again;
 //! - [`fault`]: test-only fault points;
 //! - [`helpers`]: the C helpers (`rust/helpers.c`) for static inlines and macros;
 //! - this file: the device, its ioctls, OWNED freezes and the debugfs files.
@@ -54,6 +55,7 @@ mod helpers;
 mod percpu_rwsem;
 mod presync;
 mod rcu_sync;
+mod retry;
 mod uapi;
 
 use freeze::{FreezeParams, FreezeReport, Holder, SuperBlock};
@@ -439,7 +441,13 @@ impl TimedFreezeFile {
             return Err(EINVAL);
         }
         // A timeout of 0 is exactly one attempt.
-        if a.timeout_ns == 0 && a.retries != 0 {
+        if a.timeout_ns == 0 && (a.retries != 0 || a.deadline_ns != 0) {
+            return Err(EINVAL);
+        }
+        // A deadline has room for one attempt.
+        if a.deadline_ns != 0
+            && (a.deadline_ns < a.timeout_ns || a.deadline_ns > uapi::DEADLINE_MAX_NS)
+        {
             return Err(EINVAL);
         }
         let file = get_file(a.fd)?;
@@ -460,7 +468,7 @@ impl TimedFreezeFile {
         let params = FreezeParams {
             timeout: Delta::from_nanos(i64::try_from(a.timeout_ns).map_err(|_| EINVAL)?),
             retries: a.retries,
-            backoff: freeze::BACKOFF,
+            deadline: Delta::from_nanos(i64::try_from(a.deadline_ns).map_err(|_| EINVAL)?),
             gp: if a.flags & uapi::EXPEDITED != 0 {
                 GracePeriod::Expedited
             } else {
@@ -504,6 +512,7 @@ impl TimedFreezeFile {
         a.elapsed_ns = report.elapsed_ns;
         a.writers_inside = u64::from(report.writers_inside);
         a.gave_up = report.gave_up;
+        a.blocked_ns = report.blocked_ns;
 
         if let Err(e) = ret {
             // At most ten of these lines in five seconds: a caller may retry in a loop.

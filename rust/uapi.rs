@@ -36,6 +36,8 @@ pub(crate) const FREEZE_FLAGS: u64 = c::TIMED_FREEZE_FREEZE_FLAGS as u64;
 pub(crate) const THAW_FLAGS: u64 = c::TIMED_FREEZE_THAW_FLAGS as u64;
 pub(crate) const TIMEOUT_MAX_NS: u64 = c::TIMED_FREEZE_TIMEOUT_MAX_NS;
 pub(crate) const RETRIES_MAX: u32 = c::TIMED_FREEZE_RETRIES_MAX;
+pub(crate) const DEADLINE_MAX_NS: u64 = c::TIMED_FREEZE_DEADLINE_MAX_NS;
+const _: () = assert!(crate::retry::BACKOFF_NS == c::TIMED_FREEZE_BACKOFF_NS as u64);
 pub(crate) const OWNED_EXITED: u32 = c::TIMED_FREEZE_OWNED_EXITED;
 const MAGIC: u32 = c::TIMED_FREEZE_IOC_MAGIC;
 
@@ -89,6 +91,8 @@ pub(crate) struct FreezeArgs {
     pub(crate) writers_inside: u64,
     pub(crate) gave_up: u32,
     pub(crate) reserved: u32,
+    pub(crate) deadline_ns: u64,
+    pub(crate) blocked_ns: u64,
 }
 
 /// `struct timed_thaw_args`.
@@ -158,6 +162,8 @@ assert_same_layout!(
     writers_inside = writers_inside,
     gave_up = gave_up,
     reserved = __reserved,
+    deadline_ns = deadline_ns,
+    blocked_ns = blocked_ns,
 );
 assert_same_layout!(
     ThawArgs,
@@ -194,7 +200,7 @@ assert_same_layout!(
     id = id,
     flags = flags,
 );
-const _: () = assert!(size_of::<FreezeArgs>() == c::TIMED_FREEZE_ARGS_SIZE_VER1 as usize);
+const _: () = assert!(size_of::<FreezeArgs>() == c::TIMED_FREEZE_ARGS_SIZE_VER2 as usize);
 const _: () = assert!(size_of::<Owned>() == c::TIMED_FREEZE_OWNED_SIZE_VER0 as usize);
 const _: () = assert!(size_of::<ListArgs>() == c::TIMED_FREEZE_LIST_ARGS_SIZE_VER0 as usize);
 const _: () =

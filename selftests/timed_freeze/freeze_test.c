@@ -956,6 +956,105 @@ TEST_F(dev, no_freeze_support_is_eopnotsupp)
 	EXPECT_EQ(-EOPNOTSUPP, tf_freeze(self->dev, self->tmpfd, 0, 0, 0, &a));
 }
 
+/* The freeze of retry_policy_* below, in a thread of its own. */
+struct bg_freeze {
+	int dev, fd;
+	unsigned long long timeout_ns, deadline_ns;
+	unsigned int retries;
+	struct timed_freeze_args a;
+	int ret;
+	pthread_t thread;
+};
+
+static void *bg_freeze_fn(void *arg)
+{
+	struct bg_freeze *f = arg;
+
+	f->ret = tf_freeze_deadline(f->dev, f->fd, f->timeout_ns, f->retries, f->deadline_ns,
+				    0, &f->a);
+	return NULL;
+}
+
+/*
+ * The retry policy: after an attempt gave up on the held writer, the next
+ * waits for that writer to leave, blocking nobody, instead of blocking
+ * writers again every 10 ms.  Released 1.5 s in, the writer is out, and
+ * the freeze follows at once: two attempts, writers blocked about one
+ * timeout in all (the fixed back-off of before: about eight attempts, and
+ * writers blocked for all but 10 ms of every 210).
+ */
+TEST_F(fs, retry_policy_waits_for_the_stuck_writer)
+{
+	const unsigned long long timeout_ms = 200, release_ms = 1500;
+	struct bg_freeze f = {
+		.dev = self->dev, .fd = self->fs.mfd,
+		.timeout_ns = timeout_ms * NSEC_PER_MSEC, .retries = 16,
+	};
+	unsigned long long t0, took_ms;
+	struct held_writer hw;
+	pid_t pid;
+
+	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	t0 = tf_now_ns();
+	ASSERT_EQ(0, pthread_create(&f.thread, NULL, bg_freeze_fn, &f));
+	usleep(release_ms * 1000);
+	/* Between attempts, others write: nothing of the freeze is in place. */
+	pid = tf_write_child(self->fs.mfd, "between", "between\n");
+	EXPECT_EQ(0, tf_wait_child(pid, 150));
+	EXPECT_EQ(16, held_writer_finish(&hw, "held writer ok.\n"));
+	pthread_join(f.thread, NULL);
+	took_ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
+	TH_LOG("freeze %d after %llu ms, %u attempts, writers blocked %llu ms",
+	       f.ret, took_ms, f.a.attempts, f.a.blocked_ns / NSEC_PER_MSEC);
+	ASSERT_EQ(0, f.ret);
+	EXPECT_EQ(2U, f.a.attempts);
+	EXPECT_EQ(1U, f.a.timed_out_level);
+	EXPECT_GE(took_ms, release_ms);
+	EXPECT_LE(took_ms, release_ms + SLACK_MS);
+	EXPECT_LE(f.a.blocked_ns / NSEC_PER_MSEC, 2 * timeout_ms + 300);
+	pid = tf_write_child(self->fs.mfd, "probe", "probe\n");
+	EXPECT_EQ(-1, tf_wait_child(pid, 300));
+	EXPECT_EQ(0, ioctl(self->fs.mfd, FITHAW, 0));
+	EXPECT_EQ(0, tf_wait_child(pid, 5000));
+	EXPECT_TRUE(tf_file_is(self->fs.mfd, "held", "held writer ok.\n"));
+}
+
+/*
+ * A writer that never leaves: the pause lasts until one more attempt can
+ * end by the deadline, and the freeze gives up at the deadline, the
+ * default one or a given one; writers were blocked for two timeouts.
+ */
+TEST_F(fs, retry_policy_gives_up_at_the_deadline)
+{
+	const unsigned long long timeout_ms = 200;
+	const unsigned long long deadlines_ms[] = {
+		tf_default_deadline_ns(timeout_ms * NSEC_PER_MSEC, 16) / NSEC_PER_MSEC, 1000,
+	};
+	struct held_writer hw;
+
+	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	for (int i = 0; i < 2; i++) {
+		struct timed_freeze_args a;
+		unsigned long long t0 = tf_now_ns(), took_ms;
+		int ret = tf_freeze_deadline(self->dev, self->fs.mfd, timeout_ms * NSEC_PER_MSEC,
+					     16, i ? deadlines_ms[i] * NSEC_PER_MSEC : 0, 0, &a);
+
+		took_ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
+		TH_LOG("deadline %llu ms: %d after %llu ms, %u attempts, writers blocked %llu ms",
+		       deadlines_ms[i], ret, took_ms, a.attempts, a.blocked_ns / NSEC_PER_MSEC);
+		EXPECT_EQ(-ETIMEDOUT, ret);
+		EXPECT_EQ(2U, a.attempts);
+		EXPECT_EQ(1ULL, a.writers_inside);
+		EXPECT_GE(took_ms, deadlines_ms[i]);
+		EXPECT_LE(took_ms, deadlines_ms[i] + SLACK_MS);
+		/* Two timeouts and what each undo takes (the fixed back-off: 17 and 4). */
+		EXPECT_LE(a.blocked_ns / NSEC_PER_MSEC, 2 * timeout_ms + 200);
+		EXPECT_GE(a.blocked_ns / NSEC_PER_MSEC, timeout_ms);
+		EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
+	}
+	EXPECT_EQ(16, held_writer_finish(&hw, "held writer ok.\n"));
+}
+
 TEST_F(dev, bad_arguments_are_einval)
 {
 	struct timed_freeze_args a;
@@ -968,6 +1067,14 @@ TEST_F(dev, bad_arguments_are_einval)
 				     TIMED_FREEZE_RETRIES_MAX + 1, 0, &a));
 	/* timeout_ns 0 is exactly one attempt: retries make no sense with it. */
 	EXPECT_EQ(-EINVAL, tf_freeze(self->dev, self->tmpfd, 0, 1, 0, &a));
+	/* Nor a deadline; and a deadline has room for one attempt. */
+	EXPECT_EQ(-EINVAL, tf_freeze_deadline(self->dev, self->tmpfd, 0, 0, 1000, 0, &a));
+	EXPECT_EQ(-EINVAL, tf_freeze_deadline(self->dev, self->tmpfd, 1000, 1, 999, 0, &a));
+	EXPECT_EQ(-EINVAL, tf_freeze_deadline(self->dev, self->tmpfd, 1000, 1,
+					      TIMED_FREEZE_DEADLINE_MAX_NS + 1, 0, &a));
+	EXPECT_EQ(-EOPNOTSUPP, tf_freeze_deadline(self->dev, self->tmpfd, 1000, 1, 1000, 0, &a));
+	EXPECT_EQ(-EOPNOTSUPP, tf_freeze_deadline(self->dev, self->tmpfd, 1000, 1,
+						  TIMED_FREEZE_DEADLINE_MAX_NS, 0, &a));
 	/* The limits themselves are fine (and then the fs says no). */
 	EXPECT_EQ(-EOPNOTSUPP, tf_freeze(self->dev, self->tmpfd, TIMED_FREEZE_TIMEOUT_MAX_NS,
 					 TIMED_FREEZE_RETRIES_MAX, 0, &a));

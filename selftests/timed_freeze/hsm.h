@@ -41,6 +41,8 @@ struct hsm_srv {
 	int ack[2];		/* daemon -> test */
 	int (*on_fill)(void *arg);	/* the vector's step, or NULL */
 	void *on_fill_arg;
+	int (*on_miss)(void *arg);	/* before each fill of missing blocks, or NULL */
+	void *on_miss_arg;
 };
 
 /* The daemon's side. */
@@ -83,7 +85,16 @@ static inline int hsm_fill(struct hsm_state *st, unsigned long long off,
 
 	if (end > (unsigned long long)st->size || end < off)
 		end = st->size;
-	for (off -= off % HSM_BLKSIZE; off < end; off += HSM_BLKSIZE) {
+	off -= off % HSM_BLKSIZE;
+	/* A slow backing store: one fetch for the missing blocks of the range. */
+	for (unsigned long long b = off; st->s->on_miss && b < end; b += HSM_BLKSIZE) {
+		if (st->filled[b / HSM_BLKSIZE])
+			continue;
+		if (st->s->on_miss(st->s->on_miss_arg))
+			return -1;
+		break;
+	}
+	for (; off < end; off += HSM_BLKSIZE) {
 		ssize_t n;
 
 		if (st->filled[off / HSM_BLKSIZE])

@@ -4,6 +4,8 @@
  * tests fork (FUSE in vector.h, NBD in nbd.h, fanotify HSM in hsm.h):
  * on the read it is to serve, it tells the test ('r'), waits for "go",
  * writes a line to fsA, tells the test ('w'), and waits for "answer".
+ * A slow daemon (slow_ms set) has no step: every fetch it makes takes
+ * slow_ms and is noted in a journal on fsA (slow_round_trip()).
  * Also the file contents those daemons serve, and the checks after.
  */
 #ifndef TF_STEP_H
@@ -29,6 +31,7 @@ struct daemon_ctl {
 	int go[2];	/* test -> daemon: write to fsA now */
 	int ans[2];	/* test -> daemon: answer now */
 	char fsa_file[128];
+	unsigned int slow_ms;	/* a slow daemon: each fetch takes this long */
 };
 
 static inline void d_signal(struct daemon_ctl *ctl, char c)
@@ -57,6 +60,36 @@ static inline int vector_daemon_step(struct daemon_ctl *ctl)
 	return read(ctl->ans[0], &c, 1) == 1 ? 0 : -1;
 }
 
+#define JOURNAL_LINE	"fetched a range\n"
+#define JOURNAL_LINE_LEN (sizeof(JOURNAL_LINE) - 1)
+
+/*
+ * A slow daemon's round trip: the fetch takes slow_ms, then it is noted in
+ * the daemon's journal on fsA (each write of which a freeze can block).
+ */
+static inline int slow_round_trip(void *arg)
+{
+	struct daemon_ctl *ctl = arg;
+	int fd;
+
+	usleep(ctl->slow_ms * 1000);
+	fd = open(ctl->fsa_file, O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (fd < 0 || write(fd, JOURNAL_LINE, JOURNAL_LINE_LEN) != (ssize_t)JOURNAL_LINE_LEN)
+		_exit(4);
+	close(fd);
+	return 0;
+}
+
+/* The round trips a slow daemon's journal holds, or -1. */
+static inline long journal_trips(const struct daemon_ctl *ctl)
+{
+	struct stat st;
+
+	if (stat(ctl->fsa_file, &st))
+		return errno == ENOENT ? 0 : -1;
+	return st.st_size / JOURNAL_LINE_LEN;
+}
+
 /* The daemon's step, as nbd.h and hsm.h call it. */
 static inline int daemon_step(void *arg)
 {
@@ -81,23 +114,31 @@ static inline int send_byte(int fd)
 	return write(fd, "x", 1) == 1 ? 0 : -1;
 }
 
+/* Whether dest on fsA holds exactly the first @len bytes of fsB's file. */
+static inline int dest_is(int mfd, size_t len)
+{
+	unsigned char *buf = malloc(len + 1);
+	int fd = openat(mfd, "dest", O_RDONLY);
+	ssize_t n = -1;
+	int ok = 1;
+
+	if (fd >= 0 && buf)
+		n = read(fd, buf, len + 1);
+	if (fd >= 0)
+		close(fd);
+	if (n != (ssize_t)len)
+		ok = 0;
+	for (size_t i = 0; ok && i < len; i++)
+		if (buf[i] != pattern(i))
+			ok = 0;
+	free(buf);
+	return ok;
+}
+
 /* Whether dest on fsA holds exactly fsB's file's bytes. */
 static inline int dest_is_right(int mfd)
 {
-	static unsigned char buf[FILE_SIZE];
-	int fd = openat(mfd, "dest", O_RDONLY);
-	ssize_t n;
-
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf));
-	close(fd);
-	if (n != FILE_SIZE)
-		return 0;
-	for (size_t i = 0; i < FILE_SIZE; i++)
-		if (buf[i] != pattern(i))
-			return 0;
-	return 1;
+	return dest_is(mfd, FILE_SIZE);
 }
 
 /* The tasks in D state ("name(pid) ..."), or NULL when there are none. */

@@ -180,9 +180,9 @@ static inline int tf_open_dev(void)
 }
 
 /* TIMED_FREEZE_IOC_FREEZE; 0 or -errno, @a filled in. */
-static inline int tf_freeze(int dev, int fd, unsigned long long timeout_ns,
-			    unsigned int retries, unsigned long long flags,
-			    struct timed_freeze_args *a)
+static inline int tf_freeze_deadline(int dev, int fd, unsigned long long timeout_ns,
+				     unsigned int retries, unsigned long long deadline_ns,
+				     unsigned long long flags, struct timed_freeze_args *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->size = sizeof(*a);
@@ -190,7 +190,22 @@ static inline int tf_freeze(int dev, int fd, unsigned long long timeout_ns,
 	a->timeout_ns = timeout_ns;
 	a->fd = fd;
 	a->retries = retries;
+	a->deadline_ns = deadline_ns;
 	return ioctl(dev, TIMED_FREEZE_IOC_FREEZE, a) ? -errno : 0;
+}
+
+static inline int tf_freeze(int dev, int fd, unsigned long long timeout_ns,
+			    unsigned int retries, unsigned long long flags,
+			    struct timed_freeze_args *a)
+{
+	return tf_freeze_deadline(dev, fd, timeout_ns, retries, 0, flags, a);
+}
+
+/* The module's default deadline of a freeze (timed_freeze.h, deadline_ns). */
+static inline unsigned long long tf_default_deadline_ns(unsigned long long timeout_ns,
+							unsigned int retries)
+{
+	return (retries + 1ULL) * timeout_ns + retries * TIMED_FREEZE_BACKOFF_NS;
 }
 
 /* TIMED_FREEZE_IOC_LIST into @e (room for @n); 0 or -errno, @total set. */

@@ -54,11 +54,16 @@ struct vec {
 	int dev;		/* the module, or -1: plain FIFREEZE */
 	unsigned long long timeout_ms;
 	unsigned int retries;
+	size_t len;		/* thread A's write; 0: FILE_SIZE */
 };
+
+/* The size of fsB's "data" (set before vector_setup(); FUSE and EROFS). */
+static size_t vec_file_size = FILE_SIZE;
 
 static inline void *thread_a(void *arg)
 {
 	struct vec *v = arg;
+	size_t len = v->len ? v->len : FILE_SIZE;
 	char path[160];
 	void *p;
 	int src, dst;
@@ -70,16 +75,16 @@ static inline void *thread_a(void *arg)
 		v->a_ret = -2;
 		return NULL;
 	}
-	p = mmap(NULL, FILE_SIZE, PROT_READ, MAP_SHARED, src, 0);
+	p = mmap(NULL, len, PROT_READ, MAP_SHARED, src, 0);
 	if (p == MAP_FAILED) {
 		v->a_ret = -3;
 		return NULL;
 	}
 	/* The fault on p happens inside write(), under SB_FREEZE_WRITE. */
-	v->a_ret = write(dst, p, FILE_SIZE);
+	v->a_ret = write(dst, p, len);
 	if (v->a_ret < 0)
 		v->a_ret = -errno;
-	munmap(p, FILE_SIZE);
+	munmap(p, len);
 	close(src);
 	close(dst);
 	return NULL;
@@ -117,7 +122,7 @@ static inline int d_getattr(const char *path, struct stat *st, struct fuse_file_
 	if (!strcmp(path, "/data")) {
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
-		st->st_size = FILE_SIZE;
+		st->st_size = vec_file_size;
 		return 0;
 	}
 	return -ENOENT;
@@ -135,18 +140,34 @@ static inline int d_read(const char *path, char *buf, size_t size, off_t off,
 {
 	static int first = 1;
 
+	/* A slow daemon: every READ is a round trip. */
+	if (dctl->slow_ms)
+		slow_round_trip(dctl);
 	/* Only the first READ takes part in the vector; the rest answer. */
-	if (__atomic_exchange_n(&first, 0, __ATOMIC_SEQ_CST) && vector_daemon_step(dctl))
+	else if (__atomic_exchange_n(&first, 0, __ATOMIC_SEQ_CST) && vector_daemon_step(dctl))
 		return -EIO;
-	if (off >= FILE_SIZE)
+	if (off >= (off_t)vec_file_size)
 		return 0;
-	if (off + size > FILE_SIZE)
-		size = FILE_SIZE - off;
+	if (off + size > vec_file_size)
+		size = vec_file_size - off;
 	fill_pattern(buf, off, size);
 	return size;
 }
 
+/*
+ * A slow daemon reads no more than it is asked: no readahead, so that each
+ * page A faults on is a READ, a round trip (the test kernel has no
+ * madvise() to ask for that from A's side).
+ */
+static inline void *d_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
+{
+	if (dctl->slow_ms)
+		conn->max_readahead = 0;
+	return NULL;
+}
+
 static const struct fuse_operations d_ops = {
+	.init = d_init,
 	.getattr = d_getattr,
 	.open = d_open,
 	.read = d_read,
@@ -193,17 +214,17 @@ struct vec_env {
 static inline int make_src_dir(const char *src)
 {
 	char path[192];
-	char *buf = malloc(FILE_SIZE);
+	char *buf = malloc(vec_file_size);
 	int fd, ret = -1;
 
 	snprintf(path, sizeof(path), "%s/data", src);
 	if (!buf || mkdir(src, 0755))
 		goto out;
-	fill_pattern(buf, 0, FILE_SIZE);
+	fill_pattern(buf, 0, vec_file_size);
 	fd = open(path, O_WRONLY | O_CREAT, 0444);
 	if (fd < 0)
 		goto out;
-	ret = write(fd, buf, FILE_SIZE) == FILE_SIZE ? 0 : -1;
+	ret = write(fd, buf, vec_file_size) == (ssize_t)vec_file_size ? 0 : -1;
 	close(fd);
 out:
 	free(buf);
@@ -273,6 +294,10 @@ static inline int erofs_setup(struct vec_env *self)
 	self->hsm.sparse = strdup(sparse);
 	self->hsm.on_fill = daemon_step;
 	self->hsm.on_fill_arg = &self->ctl;
+	if (self->ctl.slow_ms) {
+		self->hsm.on_miss = slow_round_trip;
+		self->hsm.on_miss_arg = &self->ctl;
+	}
 	/* The mark first: the mount opens the image and reads it through that file. */
 	if (hsm_start(&self->hsm, keep))
 		return -1;
@@ -309,12 +334,12 @@ static inline int vector_fuse_start(struct vec_env *self)
 		char path[160];
 
 		snprintf(path, sizeof(path), "%s/data", self->v.src_mnt);
-		if (!stat(path, &st) && st.st_size == FILE_SIZE)
+		if (!stat(path, &st) && st.st_size == (off_t)vec_file_size)
 			break;
 		usleep(10000);
 	}
 	/* Now: once the vector is set up, a stat() of the mount may wedge. */
-	if (st.st_size != FILE_SIZE || stat(self->v.src_mnt, &st))
+	if (st.st_size != (off_t)vec_file_size || stat(self->v.src_mnt, &st))
 		return -1;
 	self->fuse_conn = minor(st.st_dev);
 	return 0;

@@ -39,6 +39,11 @@
 #define TIMED_FREEZE_TIMEOUT_MAX_NS	(60ULL * 1000 * 1000 * 1000)
 /* Largest retries accepted; larger gives EINVAL. */
 #define TIMED_FREEZE_RETRIES_MAX	16
+/* Largest deadline_ns accepted (17 minutes); larger gives EINVAL. */
+#define TIMED_FREEZE_DEADLINE_MAX_NS	\
+	((TIMED_FREEZE_RETRIES_MAX + 1) * TIMED_FREEZE_TIMEOUT_MAX_NS)
+/* The shortest pause between two attempts of one freeze. */
+#define TIMED_FREEZE_BACKOFF_NS		(10ULL * 1000 * 1000)
 
 /*
  * The wait that a deadline (or a fatal signal) ended: timed_freeze_args.gave_up.
@@ -61,11 +66,12 @@
  * struct timed_freeze_args - argument of TIMED_FREEZE_IOC_FREEZE
  * @size:	in: sizeof(struct timed_freeze_args) as userspace knows it
  * @flags:	in: TIMED_FREEZE_OWNED, TIMED_FREEZE_EXPEDITED
- * @timeout_ns:	in: deadline of each attempt; 0 makes exactly one attempt
- *		that does not wait for writers (@retries must then be 0)
+ * @timeout_ns:	in: deadline of each attempt, the longest it blocks writers;
+ *		0 makes exactly one attempt that does not wait for writers
+ *		(@retries and @deadline_ns must then be 0)
  * @fd:		in: an open file on the filesystem to freeze
- * @retries:	in: attempts after the first, when an attempt gave up at its
- *		deadline
+ * @retries:	in: attempts after the first, at most, when an attempt gave up
+ *		at its deadline
  * @attempts:	out: attempts made
  * @timed_out_level: out: the SB_FREEZE_* level (1 write, 2 page faults,
  *		3 fs-internal) whose wait last timed out, 0 if none did
@@ -75,6 +81,25 @@
  *		deadline ended; 0 when no deadline ended one (an error the
  *		filesystem returned, ETIMEDOUT included, leaves it 0)
  * @__reserved:	must be zero
+ * @deadline_ns: in (version 2): the whole call's deadline, from its start;
+ *		0 for (@retries + 1) x @timeout_ns + @retries x
+ *		TIMED_FREEZE_BACKOFF_NS, the time the attempts alone can take.
+ *		Otherwise at least @timeout_ns, at most
+ *		TIMED_FREEZE_DEADLINE_MAX_NS.
+ * @blocked_ns:	out (version 2): how long the attempts kept new writers out
+ *		(the write level's block held), summed over the attempts, up to
+ *		the undo of each that gave up and to the freeze of the one that
+ *		succeeded
+ *
+ * Retries: after an attempt that gave up at a freeze level with writers
+ * still inside, the next one waits, blocking nobody, until fewer writers
+ * than it left inside are seen (they have left), for at least
+ * TIMED_FREEZE_BACKOFF_NS and at most until @deadline_ns - @timeout_ns;
+ * on a level busier than the stuck writers alone it starts after the
+ * timeout, doubled with each such pause.  After one that gave up elsewhere
+ * the next follows after TIMED_FREEZE_BACKOFF_NS.  No attempt starts after
+ * @deadline_ns.  A freeze that gives up has made at most @retries + 1
+ * attempts, fewer when its writers never left.
  *
  * The out fields are written whenever the freeze was tried (any result but
  * the argument errors EFAULT, EINVAL, E2BIG, EBADF, EPERM, EOPNOTSUPP).
@@ -93,10 +118,13 @@ struct timed_freeze_args {
 	__u64 writers_inside;
 	__u32 gave_up;
 	__u32 __reserved;
+	__u64 deadline_ns;
+	__u64 blocked_ns;
 };
 
 #define TIMED_FREEZE_ARGS_SIZE_VER0	56
 #define TIMED_FREEZE_ARGS_SIZE_VER1	64
+#define TIMED_FREEZE_ARGS_SIZE_VER2	80
 
 /**
  * struct timed_thaw_args - argument of TIMED_FREEZE_IOC_THAW
