@@ -4,7 +4,7 @@
  * test VM (run by scripts/bench with the module loaded).  The paths are
  * interleaved, never all of one and then all of the other.
  *
- *   bench [stages]                  on the stock test kernel, module loaded
+ *   bench [stages|slow]             on the stock test kernel, module loaded
  *   bench --rfc [MS [RETRIES]]      on the RFC kernel, no module
  *
  * Prints one line per sample:
@@ -54,13 +54,33 @@
  *
  *   gaveup:CASE,FS,rfc,REP
  *
+ * slow: the retry policy under a slow daemon (also alone: bench slow).
+ * Thread A's write(fsA, mmap(FUSE file)) needs N round trips of D ms of
+ * the daemon, each of which writes fsA (vector.h's slow daemon), for N x D
+ * in 10 x 50, 40 x 150, 200 x 20 ms.  Once A is in its first round trip,
+ * a freeze (timeout SLOW_TIMEOUT_MS, 16 retries) is called, and called
+ * again after each ETIMEDOUT, as a user would, until fsA is frozen.
+ * Methods: own (A alone, no freeze: the writer's own time), fixed (the
+ * retry policy before, debugfs retry_fixed_backoff: 10 ms between
+ * attempts), drain (the module's policy: wait for the stuck writer).
+ * Per sample, the time from A's start to the freeze, the calls, the
+ * attempts, and how long the attempts blocked writers (blocked_ns summed):
+ *
+ *   slow:N,D,METHOD,REP,MS,CALLS,ATTEMPTS,BLOCKED_MS
+ *
+ * then per N x D and method the median of MS / own MS over the reps with
+ * its 95% bootstrap interval, the median blocked time, and the goal
+ * (1.2 x the writer's own time + one timeout, as a ratio):
+ *
+ *   slowsum:N,D,METHOD,RATIO,LO,HI,BLOCKED_MS,GOAL
+ *
  * TF_BENCH_QUICK=1 (either mode): a few samples of each case, to see the
  * machinery work; its figures mean nothing.
  */
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "../../selftests/timed_freeze/tf_util.h"
+#include "../../selftests/timed_freeze/vector.h"
 
 #define TPUT_SECONDS	4
 #define ROUND		50	/* samples between two looks at the intervals */
@@ -529,12 +549,143 @@ static int rfc_setup(int argc, char **argv)
 }
 
 /* "bench stages": the per-stage passes only; "bench --rfc": see above. */
+/* --- the retry policy under a slow daemon --- */
+
+#define SLOW_TIMEOUT_MS	200
+#define SLOW_REPS	(quick ? 1 : 5)
+/* A method that has not frozen by then is stopped: the sample is a lower bound. */
+#define SLOW_GIVE_UP_MS	120000ULL
+
+enum slow_method { SLOW_OWN, SLOW_FIXED, SLOW_DRAIN, NR_SLOW };
+static const char *const slow_name[] = { "own", "fixed", "drain" };
+
+struct slow_sample {
+	double ms, blocked_ms;
+	unsigned int calls, attempts;
+};
+
+/* One sample of @m on the vector @e; 0 or -1. */
+static int slow_one(struct vec_env *e, enum slow_method m, struct slow_sample *s)
+{
+	unsigned long long t0, blocked = 0;
+	struct timed_freeze_args a;
+	long before = journal_trips(&e->ctl), trips = before;
+	int ret = -ETIMEDOUT;
+
+	memset(s, 0, sizeof(*s));
+	if (m != SLOW_OWN &&
+	    tf_debugfs_write("retry_fixed_backoff", m == SLOW_FIXED ? "1" : "0"))
+		return -1;
+	t0 = tf_now_ns();
+	if (pthread_create(&e->a, NULL, thread_a, &e->v))
+		return -1;
+	if (m == SLOW_OWN) {
+		pthread_join(e->a, NULL);
+		s->ms = (tf_now_ns() - t0) / 1e6;
+		return e->v.a_ret == (ssize_t)e->v.len ? 0 : -1;
+	}
+	/* A is in its round trips once the first is in the journal. */
+	for (int i = 0; i < 10000 && trips <= before; i++) {
+		usleep(1000);
+		trips = journal_trips(&e->ctl);
+	}
+	while (ret == -ETIMEDOUT && tf_now_ns() - t0 < SLOW_GIVE_UP_MS * NSEC_PER_MSEC) {
+		ret = tf_freeze(dev, e->v.mfd, SLOW_TIMEOUT_MS * NSEC_PER_MSEC, 16, 0, &a);
+		s->calls++;
+		s->attempts += a.attempts;
+		blocked += a.blocked_ns;
+	}
+	s->ms = (tf_now_ns() - t0) / 1e6;
+	s->blocked_ms = blocked / 1e6;
+	if (!ret && thaw(e->v.mfd))
+		ret = -1;
+	pthread_join(e->a, NULL);
+	tf_debugfs_write("retry_fixed_backoff", "0");
+	if (ret && ret != -ETIMEDOUT)
+		fprintf(stderr, "bench: slow %s: freeze failed: %s\n", slow_name[m],
+			strerror(-ret));
+	return ret == -ETIMEDOUT || !ret ? 0 : -1;
+}
+
+/* Median of @v[i] / @own[i] and its 95% percentile-bootstrap interval. */
+static void ratio_interval(const double *v, const double *own, int n, double *med, double *lo,
+			   double *hi)
+{
+	double r[64], t[64], *boot = malloc(BOOT * sizeof(*boot));
+
+	for (int i = 0; i < n; i++)
+		r[i] = v[i] / own[i];
+	for (int i = 0; i < n; i++)
+		t[i] = r[i];
+	*med = median_of(t, n);
+	for (int k = 0; k < BOOT; k++) {
+		for (int i = 0; i < n; i++)
+			t[i] = r[rng(n)];
+		boot[k] = median_of(t, n);
+	}
+	qsort(boot, BOOT, sizeof(*boot), cmp_double);
+	*lo = boot[BOOT * 25 / 1000];
+	*hi = boot[BOOT * 975 / 1000];
+	free(boot);
+}
+
+static int bench_slow(const char *type)
+{
+	static const unsigned int cfg[][2] = { { 10, 50 }, { 40, 150 }, { 200, 20 } };
+
+	for (size_t c = 0; c < ARRAY_SIZE(cfg); c++) {
+		unsigned int n = cfg[c][0], d = cfg[c][1];
+		double ms[NR_SLOW][64], blocked[NR_SLOW][64];
+		struct vec_env e = {};
+		int ret = 0;
+
+		vec_file_size = n * 4096;
+		e.ctl.slow_ms = d;
+		if (vector_setup(&e, type, VEC_FUSE)) {
+			fprintf(stderr, "bench: slow: no vector\n");
+			vector_teardown(&e);
+			return -1;
+		}
+		e.v.len = vec_file_size;
+		for (int rep = 0; rep < SLOW_REPS && !ret; rep++) {
+			/* Interleaved, and own first: each ratio has its own baseline. */
+			for (int m = 0; m < NR_SLOW && !ret; m++) {
+				struct slow_sample s;
+
+				ret = slow_one(&e, m, &s);
+				ms[m][rep] = s.ms;
+				blocked[m][rep] = s.blocked_ms;
+				printf("slow:%u,%u,%s,%d,%.1f,%u,%u,%.1f\n", n, d, slow_name[m],
+				       rep, s.ms, s.calls, s.attempts, s.blocked_ms);
+				fflush(stdout);
+			}
+		}
+		vector_teardown(&e);
+		if (ret)
+			return -1;
+		for (int m = SLOW_FIXED; m < NR_SLOW; m++) {
+			double med, lo, hi, own = 0;
+
+			ratio_interval(ms[m], ms[SLOW_OWN], SLOW_REPS, &med, &lo, &hi);
+			for (int i = 0; i < SLOW_REPS; i++)
+				own += ms[SLOW_OWN][i] / SLOW_REPS;
+			printf("slowsum:%u,%u,%s,%.3f,%.3f,%.3f,%.1f,%.3f\n", n, d,
+			       slow_name[m], med, lo, hi, median_of(blocked[m], SLOW_REPS),
+			       (1.2 * own + SLOW_TIMEOUT_MS) / own);
+			fflush(stdout);
+		}
+	}
+	vec_file_size = FILE_SIZE;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const char * const types[] = { "ext4", "xfs" };
 	const char *ko = getenv("TF_MODULE");
 	const char *q = getenv("TF_BENCH_QUICK");
 	int only_stages = argc > 1 && !strcmp(argv[1], "stages");
+	int only_slow = argc > 1 && !strcmp(argv[1], "slow");
 
 	quick = q && *q && strcmp(q, "0");
 	rfc = argc > 1 && !strcmp(argv[1], "--rfc");
@@ -548,6 +699,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	if (only_slow)
+		return bench_slow("ext4") ? 1 : 0;
 	for (int i = 0; i < 2; i++) {
 		struct tf_fs fs;
 		int ret;
@@ -573,5 +726,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* The retry policy: fsA ext4 (the policy is the filesystem's no more than the vector). */
+	if (!rfc && !only_stages && bench_slow("ext4"))
+		return 1;
 	return 0;
 }
