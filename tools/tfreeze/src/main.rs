@@ -61,6 +61,13 @@ struct Cli {
           value_parser = clap::value_parser!(u32).range(0..=i64::from(uapi::RETRIES_MAX)))]
     retries: Option<u32>,
 
+    /// Deadline of the whole freeze, e.g. 30s: after an attempt gave up on writers that
+    /// stay inside, the next one waits for them to leave, blocking nobody, until one more
+    /// attempt can end by then (at least the timeout; default: (retries + 1) x timeout +
+    /// retries x 10ms, the time the attempts alone can take).
+    #[arg(short = 'd', long, value_parser = parse_deadline)]
+    deadline: Option<Duration>,
+
     /// Make the freeze belong to tfreeze's open device file: only tfreeze thaws it, and
     /// it is thawed when tfreeze exits, even by SIGKILL (implied by COMMAND).
     #[arg(long)]
@@ -99,6 +106,17 @@ fn parse_timeout(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn parse_deadline(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("a deadline of 0 is no deadline: leave --deadline out".into());
+    }
+    if d.as_nanos() > u128::from(uapi::DEADLINE_MAX_NS) {
+        return Err("at most 17min".into());
+    }
+    Ok(d)
+}
+
 /// What to do, checked.
 #[derive(Debug, PartialEq, Eq)]
 enum Action {
@@ -132,6 +150,12 @@ fn action(cli: &Cli) -> Result<Action, Failure> {
     }
     if cli.timeout.is_zero() && cli.retries() != 0 {
         return usage("a timeout of 0 is exactly one attempt: no --retries");
+    }
+    if cli.timeout.is_zero() && cli.deadline.is_some() {
+        return usage("a timeout of 0 is exactly one attempt: no --deadline");
+    }
+    if cli.deadline.is_some_and(|d| d < cli.timeout) {
+        return usage("--deadline leaves no room for one attempt: make it at least the timeout");
     }
     if cli.freeze && cli.owned {
         return usage(
@@ -268,10 +292,12 @@ fn explain_timeout(mnt: &Path, a: &uapi::FreezeArgs) -> String {
         String::new()
     };
     format!(
-        "freezing {mnt} timed out: {} attempt(s) in {:.3} s; the last gave up waiting for \
-         {}{writers}. Nothing was left frozen: writers go on as before.",
+        "freezing {mnt} timed out: {} attempt(s) in {:.3} s, which kept writers out for \
+         {:.3} s in all; the last gave up waiting for {}{writers}. Nothing was left frozen: \
+         writers go on as before.",
         a.attempts,
         a.elapsed_ns as f64 / 1e9,
+        a.blocked_ns as f64 / 1e9,
         uapi::wait_name(a.gave_up),
     )
 }
@@ -284,6 +310,9 @@ fn freeze(dev: &File, fs: &File, cli: &Cli, owned: bool) -> Result<uapi::FreezeA
         timeout_ns: u64::try_from(cli.timeout.as_nanos()).unwrap_or(u64::MAX),
         fd: fs.as_raw_fd(),
         retries: cli.retries(),
+        deadline_ns: cli
+            .deadline
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
         ..Default::default()
     };
     match ioctl(dev, uapi::ioc_freeze, &mut a) {
@@ -320,6 +349,7 @@ fn report_json(
         o["gave_up"] = a.gave_up.into();
         o["gave_up_waiting_for"] = uapi::wait_name(a.gave_up).into();
         o["writers_inside"] = a.writers_inside.into();
+        o["blocked_ns"] = a.blocked_ns.into();
         o["left_frozen"] = ok.is_ok().into();
     }
     for (k, v) in extra {
@@ -614,6 +644,18 @@ mod tests {
     }
 
     #[test]
+    fn deadline_checked() {
+        let c = parse(&["-f", "-t", "1s", "-r", "16", "-d", "30s", "/mnt"]).unwrap();
+        assert_eq!(c.deadline, Some(Duration::from_secs(30)));
+        assert_eq!(action(&c).unwrap(), Action::Freeze);
+        assert!(action(&parse(&["-f", "-t", "2s", "-d", "1s", "/mnt"]).unwrap()).is_err());
+        assert!(action(&parse(&["-f", "-t", "0", "-d", "1s", "/mnt"]).unwrap()).is_err());
+        assert!(parse(&["-f", "-d", "0", "/mnt"]).is_err());
+        assert!(parse(&["-f", "-d", "18min", "/mnt"]).is_err());
+        assert!(parse(&["-f", "-d", "later", "/mnt"]).is_err());
+    }
+
+    #[test]
     fn retries_bounded() {
         assert_eq!(parse(&["-f", "-r", "16", "/mnt"]).unwrap().retries(), 16);
         assert!(parse(&["-f", "-r", "17", "/mnt"]).is_err());
@@ -658,10 +700,12 @@ mod tests {
             timed_out_level: 1,
             gave_up: 1,
             writers_inside: 3,
+            blocked_ns: 1_100_000_000,
             ..Default::default()
         };
         let m = explain_timeout(Path::new("/mnt"), &a);
         assert!(m.contains("2 attempt(s) in 1.234 s"), "{m}");
+        assert!(m.contains("kept writers out for 1.100 s"), "{m}");
         assert!(
             m.contains("SB_FREEZE_WRITE (writers still inside) with 3 writer(s)"),
             "{m}"

@@ -26,6 +26,7 @@ pub const OWNED: u64 = c::TIMED_FREEZE_OWNED as u64;
 pub const EXPEDITED: u64 = c::TIMED_FREEZE_EXPEDITED as u64;
 pub const TIMEOUT_MAX_NS: u64 = c::TIMED_FREEZE_TIMEOUT_MAX_NS;
 pub const RETRIES_MAX: u32 = c::TIMED_FREEZE_RETRIES_MAX;
+pub const DEADLINE_MAX_NS: u64 = c::TIMED_FREEZE_DEADLINE_MAX_NS;
 pub const OWNED_EXITED: u32 = c::TIMED_FREEZE_OWNED_EXITED;
 const MAGIC: u8 = c::TIMED_FREEZE_IOC_MAGIC as u8;
 
@@ -78,7 +79,7 @@ mod tests {
         // Values the C header's macros give on x86_64.
         assert_eq!(
             request_code_readwrite!(MAGIC, 1, size_of::<FreezeArgs>()),
-            0xC040_F701
+            0xC050_F701
         );
         assert_eq!(
             request_code_write!(MAGIC, 2, size_of::<ThawArgs>()),
@@ -102,7 +103,7 @@ mod tests {
     fn sizes_are_the_published_versions() {
         assert_eq!(
             size_of::<FreezeArgs>(),
-            c::TIMED_FREEZE_ARGS_SIZE_VER1 as usize
+            c::TIMED_FREEZE_ARGS_SIZE_VER2 as usize
         );
         assert_eq!(size_of::<ThawArgs>(), c::TIMED_THAW_ARGS_SIZE_VER0 as usize);
         assert_eq!(size_of::<Owned>(), c::TIMED_FREEZE_OWNED_SIZE_VER0 as usize);
