@@ -1100,6 +1100,9 @@ pub(crate) fn timed_freeze_super(
             ret = Err(AttemptError::from(err));
             break;
         }
+        if !policy.may_start(since_start()) {
+            break;
+        }
     }
     report.blocked_ns = clock.0.get();
     report.elapsed_ns = since_start();
@@ -1120,7 +1123,8 @@ fn pause_between(sb: &SuperBlock, pause: retry::Pause, now: &dyn Fn() -> u64) ->
         }
         let ms = u32::try_from(left.div_ceil(1_000_000)).unwrap_or(u32::MAX);
         let j = c_long::try_from(kernel::time::msecs_to_jiffies(ms)).unwrap_or(c_long::MAX);
-        // SAFETY: Sleeping is allowed: the caller holds no lock.
+        // SAFETY: Sleeping is allowed: no spinlock is held (a caller may hold a sleeping lock:
+        // `bdev_freeze()`'s `bd_fsfreeze_mutex`, in the system-wide mode).
         unsafe { bindings::schedule_timeout_killable(j.max(1)) };
         // SAFETY: Reads the current task's signals only.
         if unsafe { helpers::tf_fatal_signal_pending() } {

@@ -10,9 +10,9 @@
 //! wait for. So between two attempts the policy waits, blocking nobody, for the stuck writers
 //! to leave:
 //!
-//! - it samples the level's reader count ([`Watch::sample`]) about once a jiffy; when fewer
-//!   readers than the attempt left stuck are inside, on two samples in a row, at least one of
-//!   them has left, and the next attempt starts;
+//! - it samples the level's reader count ([`Watch::sample`]) every 2 ms (a jiffy at least);
+//!   when fewer readers than the attempt left stuck are inside, on two samples in a row, at
+//!   least one of them has left, and the next attempt starts;
 //! - while the count is no higher than the stuck writers alone, they are taken to be still
 //!   inside and the wait goes on, up to the latest start (below);
 //! - while it is higher (other writers come and go: a busy filesystem, where the count cannot
@@ -171,6 +171,12 @@ impl Policy {
     /// An attempt is starting.
     pub(crate) fn attempt(&mut self) {
         self.attempts += 1;
+    }
+
+    /// Whether an attempt may start at `now`: not after the deadline (a pause may overrun its
+    /// end by a jiffy or a late wake-up).
+    pub(crate) fn may_start(&self, now: u64) -> bool {
+        self.fixed || now < self.deadline
     }
 
     /// The timeout of an attempt starting at `now`: the timeout, cut to the call's deadline
@@ -344,6 +350,24 @@ mod tests {
     }
 
     #[test]
+    fn only_a_level_with_writers_inside_is_watched() {
+        let mut p = Policy::new(1000 * MS, 16, 0, false);
+        for wait in [4, 5, 6, 7] {
+            p.attempt();
+            let x = pause(p.next(1000 * MS, Ended { wait, ..level(1) }));
+            assert!(matches!(x, Some(Pause { watch: None, .. })));
+        }
+        for wait in [1, 2, 3] {
+            p.attempt();
+            let x = pause(p.next(1000 * MS, Ended { wait, ..level(1) }));
+            assert!(
+                matches!(x, Some(Pause { watch: Some(Watch { level, .. }), .. })
+                if u32::from(level) == wait)
+            );
+        }
+    }
+
+    #[test]
     fn only_timeouts_within_the_deadline_are_retried() {
         let mut p = Policy::new(1000 * MS, 16, 3000 * MS, false);
         p.attempt();
@@ -352,8 +376,12 @@ mod tests {
             ..level(1)
         };
         assert_eq!(p.next(1000 * MS, e), Next::Stop);
-        // The next attempt would start after the deadline.
-        assert_eq!(p.next(2995 * MS, level(1)), Next::Stop);
+        // The next attempt would start at or after the deadline.
+        assert_eq!(p.next(2990 * MS, level(1)), Next::Stop);
+        assert!(p.next(2989 * MS, level(1)) != Next::Stop);
+        // A pause that overran the deadline: no attempt.
+        assert!(p.may_start(2999 * MS));
+        assert!(!p.may_start(3000 * MS));
         let x = pause(p.next(1000 * MS, level(1)));
         assert!(matches!(x, Some(Pause { not_after, .. }) if not_after == 2000 * MS));
         assert_eq!(p.attempt_timeout(2000 * MS), 1000 * MS);

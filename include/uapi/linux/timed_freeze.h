@@ -39,11 +39,15 @@
 #define TIMED_FREEZE_TIMEOUT_MAX_NS	(60ULL * 1000 * 1000 * 1000)
 /* Largest retries accepted; larger gives EINVAL. */
 #define TIMED_FREEZE_RETRIES_MAX	16
-/* Largest deadline_ns accepted (17 minutes); larger gives EINVAL. */
-#define TIMED_FREEZE_DEADLINE_MAX_NS	\
-	((TIMED_FREEZE_RETRIES_MAX + 1) * TIMED_FREEZE_TIMEOUT_MAX_NS)
 /* The shortest pause between two attempts of one freeze. */
 #define TIMED_FREEZE_BACKOFF_NS		(10ULL * 1000 * 1000)
+/*
+ * Largest deadline_ns accepted, the default deadline of the largest
+ * timeout_ns and retries (a little over 17 minutes); larger gives EINVAL.
+ */
+#define TIMED_FREEZE_DEADLINE_MAX_NS					\
+	((TIMED_FREEZE_RETRIES_MAX + 1) * TIMED_FREEZE_TIMEOUT_MAX_NS +	\
+	 TIMED_FREEZE_RETRIES_MAX * TIMED_FREEZE_BACKOFF_NS)
 
 /*
  * The wait that a deadline (or a fatal signal) ended: timed_freeze_args.gave_up.
@@ -93,13 +97,16 @@
  *
  * Retries: after an attempt that gave up at a freeze level with writers
  * still inside, the next one waits, blocking nobody, until fewer writers
- * than it left inside are seen (they have left), for at least
- * TIMED_FREEZE_BACKOFF_NS and at most until @deadline_ns - @timeout_ns;
- * on a level busier than the stuck writers alone it starts after the
- * timeout, doubled with each such pause.  After one that gave up elsewhere
- * the next follows after TIMED_FREEZE_BACKOFF_NS.  No attempt starts after
- * @deadline_ns.  A freeze that gives up has made at most @retries + 1
- * attempts, fewer when its writers never left.
+ * than it left inside are seen on two samples in a row (they have left),
+ * for at least TIMED_FREEZE_BACKOFF_NS and at most until @deadline_ns -
+ * @timeout_ns; on a level busier than the stuck writers alone it starts
+ * once that busy time reaches the timeout, doubled with each such pause.
+ * After one that gave up elsewhere the next follows after
+ * TIMED_FREEZE_BACKOFF_NS.  No attempt starts after @deadline_ns, and an
+ * attempt's deadline is cut to it.  A freeze that gives up has made at
+ * most @retries + 1 attempts, fewer when its writers never left.  A fatal
+ * signal during a pause ends the call with EINTR; the out fields then
+ * describe the attempt before the pause.
  *
  * The out fields are written whenever the freeze was tried (any result but
  * the argument errors EFAULT, EINVAL, E2BIG, EBADF, EPERM, EOPNOTSUPP).
