@@ -162,9 +162,13 @@ struct BlockClock(Cell<u64>);
 
 impl BlockClock {
     fn add(&self, d: Delta) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(0);
-        self.0.set(self.0.get().saturating_add(ns));
+        self.0.set(self.0.get().saturating_add(nanos(d)));
     }
+}
+
+/// `d` in nanoseconds, 0 when negative.
+fn nanos(d: Delta) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(0)
 }
 
 /// A `struct super_block`.
@@ -1054,9 +1058,7 @@ pub(crate) fn timed_freeze_super(
     report: &mut FreezeReport,
 ) -> Result {
     let start = Instant::<Monotonic>::now();
-    let since_start =
-        || u64::try_from((Instant::<Monotonic>::now() - start).as_nanos()).unwrap_or(0);
-    let nanos = |d: Delta| u64::try_from(d.as_nanos()).unwrap_or(0);
+    let since_start = || nanos(Instant::<Monotonic>::now() - start);
     let mut policy = retry::Policy::new(
         nanos(p.timeout),
         p.retries,

@@ -54,8 +54,6 @@
 #define N_FAILS_KEPT	8
 #define MSEC		NSEC_PER_MSEC
 #define SEC		(1000 * MSEC)
-/* The module's pause between two attempts of one freeze. */
-#define BACKOFF_NS	(10 * MSEC)
 /* A wait this much past its own bound is a hang: rescue, fail. */
 #define HANG_NS		(60 * SEC)
 /*
@@ -774,7 +772,7 @@ static void *timed_freezer(void *arg)
 		if (r & 2)
 			flags |= TIMED_FREEZE_EXPEDITED;
 		op_begin(s, f->idx, "a timed freeze",
-			 (retries + 1) * (timeout + BACKOFF_NS) + HANG_NS);
+			 (retries + 1) * (timeout + TIMED_FREEZE_BACKOFF_NS) + HANG_NS);
 		/* Started with thread A inside fsA: its first attempts meet the vector. */
 		armed = __atomic_load_n(&s->armed, __ATOMIC_ACQUIRE);
 		ret = tf_freeze(dev, s->e.fs.mfd, timeout, retries, flags, a);

@@ -53,21 +53,28 @@ FIXTURE_VARIANT_ADD(vec, xfs_erofs) {
 	.kind = VEC_EROFS,
 };
 
-FIXTURE_SETUP(vec)
+/* The set-up of both fixtures: the vector, skipped without the module. */
+static void module_vector_setup(struct __test_metadata *_metadata, struct vec_env *e,
+				const char *type, enum vec_kind kind)
 {
-	const char *why = vector_missing(variant->type, variant->kind);
+	const char *why = vector_missing(type, kind);
 	int ret;
 
 	if (why)
 		SKIP(return, "%s", why);
-	self->e.v.dev = tf_open_dev();
-	if (self->e.v.dev < 0)
+	e->v.dev = tf_open_dev();
+	if (e->v.dev < 0)
 		SKIP(return, "no %s: the module is not loaded", TIMED_FREEZE_DEVICE);
-	close(self->e.v.dev);
-	ret = vector_setup(&self->e, variant->type, variant->kind);
-	if (ret && self->e.why)
-		SKIP(return, "%s", self->e.why);
+	close(e->v.dev);
+	ret = vector_setup(e, type, kind);
+	if (ret && e->why)
+		SKIP(return, "%s", e->why);
 	ASSERT_EQ(0, ret);
+}
+
+FIXTURE_SETUP(vec)
+{
+	module_vector_setup(_metadata, &self->e, variant->type, variant->kind);
 }
 
 FIXTURE_TEARDOWN(vec)
@@ -202,23 +209,11 @@ FIXTURE_VARIANT_ADD(slow, xfs_erofs) {
 
 FIXTURE_SETUP(slow)
 {
-	const char *why = vector_missing(variant->type, variant->kind);
-	int ret;
-
-	if (why)
-		SKIP(return, "%s", why);
-	self->e.v.dev = tf_open_dev();
-	if (self->e.v.dev < 0)
-		SKIP(return, "no %s: the module is not loaded", TIMED_FREEZE_DEVICE);
-	close(self->e.v.dev);
 	self->e.ctl.slow_ms = SLOW_MS;
 	if (variant->kind == VEC_EROFS)
 		vec_file_size = SLOW_EROFS_SIZE;
 	self->e.v.len = vec_file_size;
-	ret = vector_setup(&self->e, variant->type, variant->kind);
-	if (ret && self->e.why)
-		SKIP(return, "%s", self->e.why);
-	ASSERT_EQ(0, ret);
+	module_vector_setup(_metadata, &self->e, variant->type, variant->kind);
 }
 
 FIXTURE_TEARDOWN(slow)
