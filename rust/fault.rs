@@ -26,6 +26,9 @@ pub(crate) enum Point {
     /// `fail_sync_bdev`: the sync under the levels runs, then its last step (the block
     /// device's) returns `-EIO`: a failure after `->sync_fs()` had its side effects.
     SyncBdev = 2,
+    /// `fail_spawn`: the start of an attempt's thread ([`crate::worker`]) fails with `-ENOMEM`,
+    /// as `kthread_run()` may; it is started before any level is taken.
+    Spawn = 3,
 }
 
 /// Creates the `fail_*` directories; call once the `timed_freeze` debugfs directory exists.

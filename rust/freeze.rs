@@ -21,19 +21,27 @@
 //!   `sb_wait_write()`, all with one grace period ([`switch_levels`]), where each
 //!   `percpu_down_write()` waits for one of its own; the switch blocks no reader, only
 //!   `block`, taken level by level in the original order, does;
-//! - between level 2 and the sync, a thread of ours syncs the filesystem
-//!   ([`crate::presync`]) and the attempt waits for it with the deadline; `frozen` is set to
-//!   `SB_FREEZE_PAGEFAULT` only at the sync after it, not before the level-2 wait;
+//! - each attempt starts a thread of ours ([`crate::worker`]) before it takes anything;
+//!   between level 2 and the sync, that thread syncs the filesystem with `s_umount` for read
+//!   and the attempt waits for it with the deadline, without `s_umount`; `frozen` is set to
+//!   `SB_FREEZE_PAGEFAULT` only at the commit point, not before the level-2 wait;
+//! - the commit point and all after it ([`commit`]: the sync, level 3, `->freeze_fs()`, the
+//!   freeze made complete) run in that thread, which takes `s_umount` itself; the attempt
+//!   hands levels 1 and 2 on to it and waits with the deadline. When the deadline passes
+//!   during the commit, the attempt returns and the thread, when the filesystem lets go,
+//!   takes the freeze back with `->unfreeze_fs()` ([`unfreeze`]);
 //! - `sync_filesystem()` is mirrored ([`sync_steps`]) to tell an error before
-//!   `->sync_fs(sb, 1)` succeeded from one after it; after it, the attempt completes the
-//!   freeze and thaws it instead of undoing it;
-//! - when `s_umount` cannot be had in time, the undo runs without it ([`undo_unlocked`]);
+//!   `->sync_fs(sb, 1)` succeeded from one after it; after it, the commit goes on to
+//!   `->freeze_fs()` and then takes the freeze back with `->unfreeze_fs()`, never showing it
+//!   complete, where the original undoes the levels only;
+//! - when `s_umount` cannot be had in time, the levels are released without it and our
+//!   thread resets `frozen` under it ([`undo_unlocked`]);
 //! - `WARN_ONCE(1, "Dying superblock while freezing!")` warns without its message, and
 //!   the `WARN_ON_ONCE(freeze_inc() == 1)` case returns `EINVAL` where the original returns 1;
 //!   `WARN_ON_ONCE()` is `warn_on_once!` (once per call site) and `WARN_ON()` is
 //!   [`kernel::warn_on!`];
-//! - every attempt first waits, with its deadline, for a sync of ours from an earlier attempt
-//!   that still holds `s_umount` ([`presync::wait_in_flight`]);
+//! - every attempt first waits, with its deadline, for the thread of an earlier attempt that
+//!   gave up on it ([`worker::wait_in_flight`]);
 //! - a fatal signal in the wait for a partial freeze gives `EINTR`, where the original's
 //!   `wait_var_event_killable()` gives `-ERESTARTSYS` (the ioctl returns `EINTR` either way
 //!   to a task that is being killed);
@@ -46,9 +54,10 @@
 //! - the bench's stage marks ([`stage::mark`]) are ours, recording nothing unless armed.
 //!
 //! A freeze without a deadline ([`freeze_untimed`], the system-wide mode's freezes that are not
-//! timed) keeps the original's order instead: no sync of ours, each level's readers switched
+//! timed) keeps the original's order instead: no thread of ours, each level's readers switched
 //! by its own wait, `frozen` at `SB_FREEZE_PAGEFAULT` before the level-2 wait, level 3 waited
-//! for after the sync only, `s_umount` taken with `down_write_killable()`. What remains of the
+//! for after the sync only, `s_umount` taken with `down_write_killable()`. So does a timeout of
+//! 0, but for the one grace period and the drain of level 3 before the commit point. What remains of the
 //! list above for it: its waits are killable, the sync and the error paths are mirrored as
 //! said, and the `WARN`s, assertions and marks.
 
@@ -56,7 +65,8 @@ use crate::fault;
 use crate::helpers::stage;
 use crate::percpu_rwsem::{Deadline, PercpuRwSem, PercpuWriteGuard, ReaderSwitch};
 use crate::rcu_sync::GracePeriod;
-use crate::{helpers, presync, retry, uapi};
+use crate::worker::{self, CommitError, WorkerError, WorkerHandle};
+use crate::{helpers, retry, uapi};
 use core::{cell::Cell, ffi::c_void, ptr::addr_of_mut};
 use kernel::{
     bindings,
@@ -149,7 +159,7 @@ pub(crate) struct FreezeReport {
     /// `TIMED_FREEZE_WAIT_*`: the wait a deadline or a fatal signal last ended; 0 when none.
     pub(crate) gave_up: u32,
     /// How many attempts gave up at each wait (index: `TIMED_FREEZE_WAIT_*` - 1).
-    pub(crate) gave_up_by_wait: [u32; 7],
+    pub(crate) gave_up_by_wait: [u32; uapi::WAIT_NAMES.len()],
     /// How long the attempts kept writers out, in total ([`BlockClock`]).
     pub(crate) blocked_ns: u64,
 }
@@ -320,10 +330,36 @@ impl SuperBlock {
         }
     }
 
-    /// `atomic_inc(&sb->s_active)`, for a caller that holds an active reference already.
-    pub(crate) fn get_active_ref(&self) {
-        // SAFETY: A live superblock with an active reference (the caller's).
-        unsafe { bindings::atomic_inc(addr_of_mut!((*self.as_raw()).s_active)) };
+    /// `down_write_trylock(&sb->s_umount)`.
+    pub(crate) fn try_lock_excl(&self) -> Option<UmountGuard<'_>> {
+        // SAFETY: A live superblock's `s_umount`, which this task does not hold.
+        if unsafe { bindings::down_write_trylock(addr_of_mut!((*self.as_raw()).s_umount)) } == 0 {
+            return None;
+        }
+        // INVARIANT: taken above.
+        Some(UmountGuard { sb: self })
+    }
+
+    /// `__super_lock_excl()`: `down_write(&sb->s_umount)`, uninterruptible and without a
+    /// deadline; for our thread, whose waits are its own ([`crate::worker`]).
+    pub(crate) fn lock_excl_uninterruptible(&self) -> UmountGuard<'_> {
+        // SAFETY: A live superblock's `s_umount`, which this task does not hold.
+        unsafe { bindings::down_write(addr_of_mut!((*self.as_raw()).s_umount)) };
+        // INVARIANT: taken above.
+        UmountGuard { sb: self }
+    }
+
+    /// What `syncfs(2)` does: [`sync_steps`] under `s_umount` held for read, reporting its
+    /// stage to `stage`. The caller holds an active reference.
+    pub(crate) fn sync_shared(&self, stage: &dyn Fn(u32)) -> Result {
+        // SAFETY: A live superblock; no reference is made.
+        let sem = unsafe { addr_of_mut!((*self.as_raw()).s_umount) };
+        // SAFETY: A live superblock's `s_umount`, which this task does not hold.
+        unsafe { bindings::down_read(sem) };
+        let ret = sync_steps(self, stage, false).map_err(Error::from);
+        // SAFETY: Taken above.
+        unsafe { bindings::up_read(sem) };
+        ret
     }
 
     /// Drops an active reference without waiting for `s_umount`: `deactivate_super()`,
@@ -385,7 +421,7 @@ unsafe extern "C" fn deactivate_main(data: *mut c_void) -> c_int {
 /// # Invariants
 ///
 /// This task holds `sb->s_umount` for write.
-struct UmountGuard<'a> {
+pub(crate) struct UmountGuard<'a> {
     sb: &'a SuperBlock,
 }
 
@@ -525,8 +561,12 @@ impl<'a> UmountGuard<'a> {
 
     /// Timed mirror of `wait_for_partially_frozen()` (fs/super.c, static): drops
     /// `s_umount`, waits for `s_writers.frozen` to change until the deadline, retakes it
-    /// (with the deadline too). `None` when `s_umount` could not be had in time.
-    fn wait_for_partially_frozen(mut self, deadline: &Deadline) -> (Option<Self>, Result) {
+    /// (with the deadline too). `None` when `s_umount` could not be had in time. The error
+    /// names the wait that gave up: the partial freeze's when it did, else `s_umount`'s.
+    fn wait_for_partially_frozen(
+        mut self,
+        deadline: &Deadline,
+    ) -> (Option<Self>, Result<(), AttemptError>) {
         loop {
             let old = self.frozen();
             let sb = self.unlock();
@@ -545,9 +585,13 @@ impl<'a> UmountGuard<'a> {
                     break Err(ETIMEDOUT);
                 }
             };
+            let ret = ret.map_err(|e| AttemptError::gave_up(e, uapi::WAIT_PARTIAL, 0));
             self = match sb.lock_excl_active(deadline) {
                 Ok(s) => s,
-                Err(e) => return (None, Err(e)),
+                Err(e) => {
+                    let umount = AttemptError::gave_up(e, uapi::WAIT_UMOUNT, 0);
+                    return (None, Err(ret.err().unwrap_or(umount)));
+                }
             };
             let frozen = self.frozen();
             if ret.is_err() || frozen == SB_UNFROZEN || frozen == SB_FREEZE_COMPLETE {
@@ -621,6 +665,65 @@ impl<'a> HeldLevels<'a> {
         for g in self.held.into_iter().flatten() {
             g.keep_held();
         }
+    }
+
+    /// Hands levels 1 and 2 of `sb` on to our thread for the commit (lockdep forgets them
+    /// here); the clock goes on until the thread is done with them ([`Handed`]).
+    fn hand_over(mut self, sb: &'a SuperBlock) -> Handed<'a> {
+        self.stop_clock();
+        let mut handed = 0;
+        for g in self.held.iter_mut().filter_map(Option::take) {
+            g.hand_over();
+            handed += 1;
+        }
+        warn_on_once!(handed != usize::from(SB_FREEZE_PAGEFAULT));
+        Handed {
+            sb,
+            clock: self.clock,
+            since: Instant::now(),
+        }
+    }
+
+    /// Levels 1 and 2 of `sb`, handed on by the task that took them.
+    ///
+    /// # Safety
+    ///
+    /// They are held, were handed on ([`HeldLevels::hand_over`]), and nobody else takes them
+    /// over.
+    unsafe fn adopt(sb: &'a SuperBlock, clock: &'a BlockClock) -> Self {
+        let mut levels = Self::new(clock);
+        for level in [SB_FREEZE_WRITE, SB_FREEZE_PAGEFAULT] {
+            // SAFETY: Per the caller.
+            levels.hold(level, unsafe { PercpuWriteGuard::adopt(sb.level(level)) });
+        }
+        levels
+    }
+}
+
+/// Levels 1 and 2 handed on to our thread for the commit ([`HeldLevels::hand_over`]).
+struct Handed<'a> {
+    sb: &'a SuperBlock,
+    clock: &'a BlockClock,
+    /// Since when.
+    since: Instant<Monotonic>,
+}
+
+impl<'a> Handed<'a> {
+    /// Our thread keeps them (the freeze, its undo, or an attempt that gave up on it): the
+    /// attempt's clock counts up to now.
+    fn end(self) {
+        self.clock.add(Instant::<Monotonic>::now() - self.since);
+    }
+
+    /// Takes them back, to release them.
+    ///
+    /// # Safety
+    ///
+    /// Our thread did not take them over and never will.
+    unsafe fn take_back(self) -> HeldLevels<'a> {
+        self.clock.add(Instant::<Monotonic>::now() - self.since);
+        // SAFETY: Handed on by this attempt and not taken over, per the caller.
+        unsafe { HeldLevels::adopt(self.sb, self.clock) }
     }
 }
 
@@ -797,8 +900,9 @@ pub(crate) fn sync_steps(
     Ok(())
 }
 
-/// One attempt: a mirror of `freeze_super()` (fs/super.c), step by step, with timed waits up
-/// to the sync under the levels, which is the commit point.
+/// One attempt: a mirror of `freeze_super()` (fs/super.c), step by step, with timed waits; with
+/// a deadline, the sync before the commit point and the commit itself are made by a thread of
+/// ours ([`worker`]) that the attempt waits for with the deadline.
 fn freeze_attempt(
     sb: &SuperBlock,
     p: &FreezeParams,
@@ -810,11 +914,16 @@ fn freeze_attempt(
     stage::mark(stage::BEGIN);
     let _end = ScopeGuard::new(|| stage::mark(stage::END));
 
-    // [timed-freeze] A sync of ours from an earlier attempt, still waiting for the storage,
-    // holds s_umount: wait for it first, and say so if it does not finish.
-    if !p.timeout.is_zero() {
-        presync::wait_in_flight(sb, deadline)?;
-    }
+    // [timed-freeze] The thread of an earlier attempt, still waiting for the storage, holds or
+    // waits for s_umount: wait for it first, and say so if it does not finish. Then start this
+    // attempt's own, before anything is taken. A timeout of 0 (and a freeze without a
+    // deadline) has none: the sync and the commit are the original's, here.
+    let worker = if p.timeout.is_zero() {
+        None
+    } else {
+        worker::wait_in_flight(sb, deadline)?;
+        Some(WorkerHandle::start(sb, p.holder)?)
+    };
 
     let Some(mut s) = sb.lock_excl(deadline).map_err(umount)? else {
         warn_on_once!(true); // "Dying superblock while freezing!"
@@ -843,12 +952,12 @@ fn freeze_attempt(
             let (guard, ret) = s.wait_for_partially_frozen(deadline);
             let Some(guard) = guard else {
                 sb.put_active_ref();
-                return Err(umount(ret.err().unwrap_or(ETIMEDOUT)));
+                return ret;
             };
             s = guard;
             if let Err(e) = ret {
                 s.deactivate();
-                return Err(AttemptError::gave_up(e, uapi::WAIT_PARTIAL, 0));
+                return Err(e);
             }
             continue; // goto retry
         }
@@ -887,9 +996,9 @@ fn freeze_attempt(
         (Err(e), Ok(s)) => return Err(undo(s, levels, e)),
         (Ok(g), Err(e)) => {
             levels.hold(SB_FREEZE_WRITE, g);
-            return Err(undo_unlocked(sb, levels, umount(e)));
+            return Err(undo_unlocked(sb, levels, worker, umount(e)));
         }
-        (Err(e), Err(_)) => return Err(undo_unlocked(sb, levels, e)),
+        (Err(e), Err(_)) => return Err(undo_unlocked(sb, levels, worker, e)),
     };
 
     // Now we go and block page faults...
@@ -911,44 +1020,87 @@ fn freeze_attempt(
         Err(e) => return Err(undo(s, levels, e)),
     }
 
-    // [timed-freeze] The writeback and journal waits of the sync, with the deadline: a thread
-    // of ours syncs, with its own s_umount (read) and active reference, and we wait for it.
-    // With a timeout of 0 this is left to the sync at the commit point.
-    if !p.timeout.is_zero() {
-        let sb = s.unlock();
-        stage::mark(stage::SYNC);
-        let ret = presync::presync(sb, deadline);
-        stage::mark(stage::SYNCED);
-        let relock = sb.lock_excl_active(deadline);
-        s = match (ret, relock) {
-            (Ok(()), Ok(s)) => s,
-            (Err(e), Ok(s)) => return Err(undo(s, levels, e.into())),
-            (Ok(()), Err(e)) => return Err(undo_unlocked(sb, levels, umount(e))),
-            (Err(e), Err(_)) => return Err(undo_unlocked(sb, levels, e.into())),
-        };
-    }
+    let Some(worker) = worker else {
+        // [timed-freeze] A timeout of 0: the drain of level 3 below, then the original's
+        // commit, here; without a deadline, the original's order.
+        if !untimed {
+            if let Err(e) = level_down_write(sb, SB_FREEZE_FS, deadline, p.gp, fs_switch, clock) {
+                return Err(undo(s, levels, e));
+            }
+        }
+        return commit(s, levels, (who, owner), &|| true).map_err(Into::into);
+    };
 
-    // [timed-freeze] Nothing may fail after the sync below (see the module docs), so the
-    // wait for the fs-internal writers that may fail is made now: their drain, with the
-    // deadline, released again for the sync, whose own writeback needs them.
-    // Without a deadline nothing may fail there: the original's order, the wait after the sync.
-    if !untimed {
-        match level_down_write(sb, SB_FREEZE_FS, deadline, p.gp, fs_switch, clock) {
-            Ok(g) => drop(g),
-            Err(e) => return Err(undo(s, levels, e)),
+    // [timed-freeze] The writeback and journal waits of the sync, with the deadline: our thread
+    // syncs, with s_umount for read, and we wait for it.
+    let sb = s.unlock();
+    stage::mark(stage::SYNC);
+    let ret = worker.sync(deadline);
+    stage::mark(stage::SYNCED);
+    match ret {
+        Ok(()) => {}
+        Err(WorkerError::GaveUp(e, wait)) => {
+            // Our thread resets `frozen` and drops our reference when its sync returns.
+            levels.unlock();
+            return Err(AttemptError::gave_up(e, wait, 0));
+        }
+        Err(WorkerError::Failed(e)) => {
+            return Err(undo_unlocked(sb, levels, Some(worker), e.into()));
         }
     }
 
+    // [timed-freeze] Nothing of ours may fail after the commit point but the deadline of the
+    // commit (see the module docs), so the wait for the fs-internal writers is made now: their
+    // drain, with the deadline, released again for the sync, whose own writeback needs them.
+    if let Err(e) = level_down_write(sb, SB_FREEZE_FS, deadline, p.gp, fs_switch, clock) {
+        return Err(undo_unlocked(sb, levels, Some(worker), e));
+    }
+
+    // [timed-freeze] The commit point and all after it, in our thread, with the deadline.
+    stage::mark(stage::SYNC);
+    let handed = levels.hand_over(sb);
+    let ret = worker.commit(deadline);
+    stage::mark(stage::SYNCED);
+    match ret {
+        Ok(()) => {
+            handed.end();
+            Ok(())
+        }
+        Err(CommitError::Failed(e)) => {
+            handed.end();
+            Err(e.into())
+        }
+        Err(CommitError::GaveBack(e)) => {
+            // SAFETY: Our thread gave the levels back (`GaveBack`) and never takes them now.
+            unsafe { handed.take_back() }.unlock();
+            Err(AttemptError::gave_up(e, uapi::WAIT_UMOUNT, 0))
+        }
+        Err(CommitError::Abandoned(e)) => {
+            handed.end();
+            Err(AttemptError::gave_up(e, uapi::WAIT_COMMIT, 0))
+        }
+    }
+}
+
+/// `freeze_super()` from its commit point on: the sync at `SB_FREEZE_PAGEFAULT`, level 3,
+/// `->freeze_fs()`, and the freeze made complete for `who` (bits, owner); or undone, the active
+/// reference dropped. `may_complete` is asked once `->freeze_fs()` succeeded: `false` (the
+/// caller gave up meanwhile) takes the freeze back with the filesystem's `->unfreeze_fs()`, as
+/// a sync that failed after `->sync_fs()` acted does ([`unfreeze`]).
+fn commit<'a>(
+    mut s: UmountGuard<'a>,
+    mut levels: HeldLevels<'a>,
+    who: (u32, *const c_void),
+    may_complete: &dyn Fn() -> bool,
+) -> Result {
+    let sb = s.sb;
     // --- The commit point. ---
     s.set_frozen(SB_FREEZE_PAGEFAULT);
 
     // All writers are done so after syncing there won't be dirty data
-    stage::mark(stage::SYNC);
-    let sync_ret = sync_steps(sb, &|_| {}, true);
-    stage::mark(stage::SYNCED);
-    let sync_err = match sync_ret {
+    let sync_err = match sync_steps(sb, &|_| {}, true) {
         Ok(()) => None,
-        Err(SyncError::Before(e)) => return Err(undo(s, levels, e.into())),
+        Err(SyncError::Before(e)) => return Err(undo(s, levels, e)),
         Err(SyncError::After(e)) => Some(e),
     };
 
@@ -962,12 +1114,27 @@ fn freeze_attempt(
         let ret = unsafe { freeze_fs(sb.as_raw()) };
         if ret != 0 {
             pr_err!("VFS:Filesystem freeze failed\n");
-            return Err(undo(s, levels, Error::from_errno(ret).into()));
+            return Err(undo(s, levels, Error::from_errno(ret)));
         }
     }
 
-    // For debugging purposes so that fs can warn if it sees write activity when frozen is
-    // set to SB_FREEZE_COMPLETE, and for thaw_super().
+    // [timed-freeze] The sync failed after ->sync_fs() acted on the freeze, or the caller gave
+    // up meanwhile: the filesystem's own ->unfreeze_fs() puts it back as it was, before anybody
+    // sees the freeze complete.
+    if let Some(e) = sync_err {
+        return Err(unfreeze(s, levels, who, e));
+    }
+    if !may_complete() {
+        return Err(unfreeze(s, levels, who, ETIMEDOUT));
+    }
+    complete(s, levels, who);
+    Ok(())
+}
+
+/// The end of `freeze_super()`: the freeze made complete for `who`, the levels left held.
+fn complete(mut s: UmountGuard<'_>, levels: HeldLevels<'_>, (who, owner): (u32, *const c_void)) {
+    // For debugging purposes so that fs can warn if it sees write activity when frozen is set
+    // to SB_FREEZE_COMPLETE, and for thaw_super().
     warn_on_once!(s.freeze_inc(who) > 1);
     s.set_owner(owner);
     s.set_frozen(SB_FREEZE_COMPLETE);
@@ -975,34 +1142,72 @@ fn freeze_attempt(
     levels.keep();
     s.lockdep_freeze_release();
     s.unlock();
-
-    if let Some(e) = sync_err {
-        // [timed-freeze] The sync failed after ->sync_fs() acted on the freeze: frozen
-        // completely now, the filesystem's ->unfreeze_fs() puts it back as it was.
-        if let Err(t) = sb.thaw(p.holder) {
-            pr_err!(
-                "thaw of {} after a failed sync failed ({:?}): it stays frozen\n",
-                sb.fs_name(),
-                t
-            );
-        }
-        return Err(e.into());
-    }
-    Ok(())
 }
 
-impl From<presync::PreSyncError> for AttemptError {
-    fn from(e: presync::PreSyncError) -> Self {
+/// Takes back a freeze that `->freeze_fs()` made, before it was ever complete: the steps of
+/// `thaw_super_locked()` (fs/super.c) from `->unfreeze_fs()` on, under the same `s_umount`
+/// and with the levels this task holds: `->unfreeze_fs()`, `frozen = SB_UNFROZEN`,
+/// `wake_up_var()`, `sb_freeze_unlock()`, `deactivate_locked_super()`. When `->unfreeze_fs()`
+/// fails, the freeze stays, as it does there: made complete for `who`, and said.
+fn unfreeze(
+    mut s: UmountGuard<'_>,
+    levels: HeldLevels<'_>,
+    who: (u32, *const c_void),
+    e: Error,
+) -> Error {
+    let sb = s.sb;
+    if let Some(unfreeze_fs) = sb.ops().unfreeze_fs {
+        // SAFETY: The filesystem's own callback, on the superblock its ->freeze_fs() froze,
+        // with s_umount held, as thaw_super_locked() calls it.
+        let ret = unsafe { unfreeze_fs(sb.as_raw()) };
+        if ret != 0 {
+            pr_err!("VFS: Filesystem thaw failed\n");
+            pr_err!(
+                "{}: a freeze that failed ({:?}) stays frozen: FITHAW, or emergency thaw (sysrq j)\n",
+                sb.fs_name(),
+                e
+            );
+            complete(s, levels, who);
+            return e;
+        }
+    }
+    s.set_frozen(SB_UNFROZEN);
+    s.wake_frozen();
+    levels.unlock();
+    s.deactivate();
+    e
+}
+
+/// [`commit`] in our thread ([`worker`]), with the `s_umount` it took and levels 1 and 2 that
+/// the attempt handed on ([`HeldLevels::hand_over`]).
+///
+/// # Safety
+///
+/// Levels 1 and 2 of the superblock of `s` are held, were handed on, and nobody else takes them
+/// over.
+pub(crate) unsafe fn commit_handed(
+    s: UmountGuard<'_>,
+    who: (u32, *const c_void),
+    may_complete: &dyn Fn() -> bool,
+) -> Result {
+    let clock = BlockClock::default();
+    // SAFETY: Per the caller.
+    let levels = unsafe { HeldLevels::adopt(s.sb, &clock) };
+    commit(s, levels, who, may_complete)
+}
+
+impl From<WorkerError> for AttemptError {
+    fn from(e: WorkerError) -> Self {
         match e {
-            presync::PreSyncError::GaveUp(err, stage) => AttemptError::gave_up(err, stage, 0),
-            presync::PreSyncError::Failed(err) => err.into(),
+            WorkerError::GaveUp(err, wait) => AttemptError::gave_up(err, wait, 0),
+            WorkerError::Failed(err) => err.into(),
         }
     }
 }
 
 /// The error path of `freeze_super()`, for every level: `frozen = SB_UNFROZEN`,
 /// `sb_freeze_unlock()` of the levels held, `wake_up_var()`, `deactivate_locked_super()`.
-fn undo(mut s: UmountGuard<'_>, levels: HeldLevels<'_>, e: AttemptError) -> AttemptError {
+fn undo<E>(mut s: UmountGuard<'_>, levels: HeldLevels<'_>, e: E) -> E {
     s.set_frozen(SB_UNFROZEN);
     levels.unlock();
     s.wake_frozen();
@@ -1010,24 +1215,40 @@ fn undo(mut s: UmountGuard<'_>, levels: HeldLevels<'_>, e: AttemptError) -> Atte
     e
 }
 
-/// The same undo when `s_umount` could not be had in time (a thread of ours still syncing
-/// holds it for read, or a stuck `syncfs()`): `frozen = SB_UNFROZEN` without it, the levels
-/// released, waiters woken, the active reference dropped without waiting for `s_umount`.
-///
-/// `frozen` is protected by `s_umount`, but while this attempt holds the partial freeze it
-/// set, no other task writes `frozen`: every writer of it holds `s_umount` for write and
-/// leaves a partial freeze to its owner (`freeze_super()` waits for it, `thaw_super()`
-/// and `reconfigure_super()` refuse it). So the one store that ends the partial freeze needs
-/// no lock, only to be a single store (`WRITE_ONCE()`), as its readers without the lock
-/// (`wait_for_partially_frozen()`, xfs's `->sync_fs()`) read it once.
-fn undo_unlocked(sb: &SuperBlock, levels: HeldLevels<'_>, e: AttemptError) -> AttemptError {
-    // SAFETY: A live superblock (our active reference); a single volatile store, see above.
-    unsafe { addr_of_mut!((*sb.as_raw()).s_writers.frozen).write_volatile(SB_UNFROZEN) };
-    levels.unlock();
-    // SAFETY: The address is only used as a key.
-    unsafe { bindings::wake_up_var(addr_of_mut!((*sb.as_raw()).s_writers.frozen).cast()) };
-    sb.put_active_ref();
-    e
+/// The same undo when the attempt does not hold `s_umount`: taken at once when it is free.
+/// Otherwise (our thread still syncs with it, or a `syncfs()` stuck in writeback holds it) the
+/// levels are released now, so that no writer waits for us, and `frozen = SB_UNFROZEN`, the
+/// wakeup and the active reference are left to our thread, which takes `s_umount` for them
+/// ([`WorkerHandle::undo`]): `frozen` only ever changes under `s_umount`, which the original's
+/// readers of it rely on. Without a thread (no deadline), `s_umount` is waited for, as the
+/// original waits for it.
+fn undo_unlocked<E>(
+    sb: &SuperBlock,
+    levels: HeldLevels<'_>,
+    worker: Option<WorkerHandle>,
+    e: E,
+) -> E {
+    if let Some(s) = sb.try_lock_excl() {
+        return undo(s, levels, e);
+    }
+    match worker {
+        Some(w) => {
+            levels.unlock();
+            w.undo();
+            e
+        }
+        None => undo(sb.lock_excl_uninterruptible(), levels, e),
+    }
+}
+
+/// `frozen = SB_UNFROZEN`, `wake_up_var()`, `deactivate_locked_super()`: the end of the error
+/// path of `freeze_super()`, for our thread ([`worker`]), once the attempt that gave up has
+/// released its levels.
+pub(crate) fn reset_frozen(mut s: UmountGuard<'_>) {
+    warn_on_once!(s.frozen() != SB_FREEZE_WRITE);
+    s.set_frozen(SB_UNFROZEN);
+    s.wake_frozen();
+    s.deactivate();
 }
 
 /// Freezes `sb` as `freeze_super()` would, with no deadline (the system-wide mode's freezes that

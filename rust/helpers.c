@@ -12,7 +12,7 @@
  *    percpu_rwsem_wait() and percpu_rwsem_wake_function() of
  *    kernel/locking/percpu-rwsem.c (static), timed;
  *  - tf_wait_frozen_change(), tf_wait_sb_born_or_dying() and
- *    tf_wait_flag() are wait_var_event/wait_event macros with a condition
+ *    tf_wait_var_changed() are wait_var_event/wait_event macros with a condition
  *    and a timeout, which Rust cannot express;
  *  - tf_spawn() starts a kthread that holds a module reference until it
  *    ends (module_put_and_kthread_exit());
@@ -49,6 +49,17 @@ void tf_percpu_rwsem_lockdep_acquire(struct percpu_rw_semaphore *sem,
 				     unsigned long ip)
 {
 	rwsem_acquire(&sem->dep_map, 0, 0, ip);
+}
+
+/*
+ * percpu_rwsem_acquire(sem, false, ip): lockdep takes over a write side
+ * that another task took and handed on (lockdep_sb_freeze_acquire() does
+ * it for thaw_super()); as a trylock, it records no dependency.
+ */
+void tf_percpu_rwsem_lockdep_adopt(struct percpu_rw_semaphore *sem,
+				   unsigned long ip)
+{
+	percpu_rwsem_acquire(sem, false, ip);
 }
 
 /* rwsem_release(): the lockdep side of percpu_up_write(). */
@@ -295,6 +306,7 @@ int tf_percpu_rwsem_wait_block(struct percpu_rw_semaphore *sem, long timeout)
 static DECLARE_FAULT_ATTR(tf_fail_level_wait);
 static DECLARE_FAULT_ATTR(tf_fail_sync_fs);
 static DECLARE_FAULT_ATTR(tf_fail_sync_bdev);
+static DECLARE_FAULT_ATTR(tf_fail_spawn);
 /* fail_level_wait/level: the SB_FREEZE_* level whose wait fails, 0 any. */
 static u32 tf_fail_level;
 
@@ -302,6 +314,7 @@ static struct fault_attr *const tf_fault_attrs[] = {
 	&tf_fail_level_wait,
 	&tf_fail_sync_fs,
 	&tf_fail_sync_bdev,
+	&tf_fail_spawn,
 };
 
 /* Creates the fail_* directories under the module's debugfs directory. */
@@ -317,6 +330,7 @@ void tf_fault_init(void)
 		debugfs_create_u32("level", 0600, d, &tf_fail_level);
 	fault_create_debugfs_attr("fail_sync_fs", parent, &tf_fail_sync_fs);
 	fault_create_debugfs_attr("fail_sync_bdev", parent, &tf_fail_sync_bdev);
+	fault_create_debugfs_attr("fail_spawn", parent, &tf_fail_spawn);
 	dput(parent);
 }
 
@@ -383,20 +397,22 @@ int tf_spawn(int (*fn)(void *data), void *data, const char *name)
 }
 
 /*
- * wait_var_event_killable_timeout(flag, READ_ONCE(*flag)): waits for
- * another task to set *@flag and wake_up_var(flag).  > 0 when it was set,
- * 0 on timeout, -ERESTARTSYS on a fatal signal.
+ * wait_var_event_timeout(var, READ_ONCE(*var) != old), killable (a freezer
+ * waiting for its thread) or TASK_IDLE (the thread waiting for its next
+ * order, which is no stuck task).  > 0 when it changed, 0 on timeout,
+ * -ERESTARTSYS on a fatal signal.  The side that changes *@var does so with
+ * a full barrier (an atomic compare-and-exchange) before wake_up_var(var).
  */
-long tf_wait_flag(int *flag, long timeout)
+long tf_wait_var_changed(int *var, int old, long timeout, bool killable)
 {
 	might_sleep();
-	return ___wait_var_event(flag, ___wait_cond_timeout(READ_ONCE(*flag)),
-				 TASK_KILLABLE, 0, timeout,
+	if (killable)
+		return ___wait_var_event(var,
+					 ___wait_cond_timeout(READ_ONCE(*var) != old),
+					 TASK_KILLABLE, 0, timeout,
+					 __ret = schedule_timeout(__ret));
+	return ___wait_var_event(var,
+				 ___wait_cond_timeout(READ_ONCE(*var) != old),
+				 TASK_IDLE, 0, timeout,
 				 __ret = schedule_timeout(__ret));
-}
-
-/* store_release_wake_up(flag, 1): the other side of tf_wait_flag(). */
-void tf_set_flag(int *flag)
-{
-	store_release_wake_up(flag, 1);
 }

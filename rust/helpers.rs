@@ -17,6 +17,10 @@ extern "C" {
         sem: *mut bindings::percpu_rw_semaphore,
         ip: c_ulong,
     );
+    pub(crate) fn tf_percpu_rwsem_lockdep_adopt(
+        sem: *mut bindings::percpu_rw_semaphore,
+        ip: c_ulong,
+    );
     pub(crate) fn tf_percpu_rwsem_lockdep_release(
         sem: *mut bindings::percpu_rw_semaphore,
         ip: c_ulong,
@@ -56,8 +60,12 @@ extern "C" {
         data: *mut c_void,
         name: *const c_char,
     ) -> c_int;
-    pub(crate) fn tf_wait_flag(flag: *mut c_int, timeout: c_long) -> c_long;
-    pub(crate) fn tf_set_flag(flag: *mut c_int);
+    pub(crate) fn tf_wait_var_changed(
+        var: *mut c_int,
+        old: c_int,
+        timeout: c_long,
+        killable: bool,
+    ) -> c_long;
     pub(crate) fn tf_fault_init();
     pub(crate) fn tf_should_fail(point: c_uint, level: c_uint) -> bool;
     pub(crate) fn tf_timeout_log_ratelimit() -> bool;

@@ -75,7 +75,6 @@ impl Deadline {
     }
 
     /// A deadline that does not pass (in a hundred years): for waits that are not timed.
-    #[cfg_attr(not(tf_livepatch), allow(dead_code))]
     pub(crate) fn never() -> Self {
         Self {
             never: true,
@@ -403,7 +402,7 @@ pub(crate) struct PercpuWriteGuard<'a> {
     _not_send: PhantomData<*mut ()>,
 }
 
-impl PercpuWriteGuard<'_> {
+impl<'a> PercpuWriteGuard<'a> {
     /// Keeps the write side held past the guard, for a lock that a later, separate call
     /// releases with `percpu_up_write()` (a frozen superblock is thawed by `thaw_super()`).
     pub(crate) fn keep_held(self) {
@@ -413,6 +412,35 @@ impl PercpuWriteGuard<'_> {
     /// How long `block` has been ours: the time new readers have been kept out.
     pub(crate) fn blocked_for(&self) -> Delta {
         Instant::<Monotonic>::now() - self.since
+    }
+
+    /// Hands the write side on to another task, which takes it with [`Self::adopt`]: lockdep,
+    /// which tracks it per task, forgets it here. The semaphore stays held.
+    pub(crate) fn hand_over(self) -> &'a PercpuRwSem {
+        let g = ManuallyDrop::new(self);
+        // SAFETY: By the type invariant this task holds the write side; lockdep forgets it
+        // here, and the guard that would release it is forgotten.
+        unsafe { helpers::tf_percpu_rwsem_lockdep_release(g.sem.as_raw(), ip()) };
+        g.sem
+    }
+
+    /// Takes over the write side of `sem` that another task handed on with
+    /// [`Self::hand_over`]: lockdep records it for this task as a trylock (no dependency),
+    /// as `thaw_super()` does for the levels a freeze left held.
+    ///
+    /// # Safety
+    ///
+    /// The write side of `sem` is held, was handed on by the task that took it, and nobody
+    /// else has taken it over.
+    pub(crate) unsafe fn adopt(sem: &'a PercpuRwSem) -> Self {
+        // SAFETY: `sem` is initialised (its type invariant); lockdep only records the lock.
+        unsafe { helpers::tf_percpu_rwsem_lockdep_adopt(sem.as_raw(), ip()) };
+        // INVARIANT: held per the caller, and recorded for this task above.
+        PercpuWriteGuard {
+            sem,
+            since: Instant::now(),
+            _not_send: PhantomData,
+        }
     }
 }
 

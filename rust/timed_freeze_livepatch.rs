@@ -49,12 +49,12 @@ mod freeze;
 mod helpers;
 #[allow(dead_code)]
 mod percpu_rwsem;
-mod presync;
 #[allow(dead_code)]
 mod rcu_sync;
 mod retry;
 #[allow(dead_code)]
 mod uapi;
+mod worker;
 
 use core::fmt;
 use freeze::{freeze_untimed, FreezeParams, FreezeReport, Holder, SuperBlock};
@@ -376,7 +376,7 @@ struct TimedFreezeLivepatch {
 impl kernel::InPlaceModule for TimedFreezeLivepatch {
     fn init(_module: &'static ThisModule) -> impl PinInit<Self, Error> {
         // SAFETY: Called once, before any freeze.
-        unsafe { presync::init() };
+        unsafe { worker::init() };
         let dir = debugfs::Dir::new(c"timed_freeze_livepatch");
         fault::init();
         // SAFETY: Called once, after the debugfs directory exists.

@@ -23,7 +23,7 @@
 //! - [`percpu_rwsem`]: the timed write lock on the kernel's percpu rw-semaphores;
 //! - [`rcu_sync`]: the mirror of the unexported parts of `kernel/rcu/sync.c` it needs;
 //! - [`freeze`]: the mirror of `freeze_super()` built on it;
-//! - [`presync`]: the sync before the commit point, in a thread of ours, with a deadline;
+//! - [`worker`]: an attempt's thread, which syncs and commits the freeze, each with a deadline;
 //! - [`retry`]: when a freeze whose attempt gave up tries again;
 //! - [`fault`]: test-only fault points;
 //! - [`helpers`]: the C helpers (`rust/helpers.c`) for static inlines and macros;
@@ -53,10 +53,10 @@ mod fault;
 mod freeze;
 mod helpers;
 mod percpu_rwsem;
-mod presync;
 mod rcu_sync;
 mod retry;
 mod uapi;
+mod worker;
 
 use freeze::{FreezeParams, FreezeReport, Holder, SuperBlock};
 use rcu_sync::GracePeriod;
@@ -333,7 +333,7 @@ impl kernel::InPlaceModule for TimedFreezeModule {
         // SAFETY: Called once, before anything can use the registry.
         unsafe { OWNED.init() };
         // SAFETY: Called once, before any freeze.
-        unsafe { presync::init() };
+        unsafe { worker::init() };
         let dir = debugfs::Dir::new(c"timed_freeze");
         fault::init();
         // SAFETY: Called once, after the debugfs directory exists.

@@ -47,8 +47,9 @@ pub(crate) const WAIT_UMOUNT: u32 = c::TIMED_FREEZE_WAIT_UMOUNT;
 pub(crate) const WAIT_PARTIAL: u32 = c::TIMED_FREEZE_WAIT_PARTIAL;
 pub(crate) const WAIT_WRITEBACK: u32 = c::TIMED_FREEZE_WAIT_WRITEBACK;
 pub(crate) const WAIT_JOURNAL: u32 = c::TIMED_FREEZE_WAIT_JOURNAL;
+pub(crate) const WAIT_COMMIT: u32 = c::TIMED_FREEZE_WAIT_COMMIT;
 /// The names of `TIMED_FREEZE_WAIT_*` 1.., for counters and log lines.
-pub(crate) const WAIT_NAMES: [&str; 7] = [
+pub(crate) const WAIT_NAMES: [&str; 8] = [
     "level_write",
     "level_pagefault",
     "level_fs",
@@ -56,8 +57,9 @@ pub(crate) const WAIT_NAMES: [&str; 7] = [
     "partial",
     "writeback",
     "journal",
+    "commit",
 ];
-const _: () = assert!(c::TIMED_FREEZE_WAIT_JOURNAL as usize == WAIT_NAMES.len());
+const _: () = assert!(c::TIMED_FREEZE_WAIT_COMMIT as usize == WAIT_NAMES.len());
 const _: () = assert!(c::TIMED_FREEZE_WAIT_LEVEL_WRITE == bindings::SB_FREEZE_WRITE);
 const _: () = assert!(c::TIMED_FREEZE_WAIT_LEVEL_PAGEFAULT == bindings::SB_FREEZE_PAGEFAULT);
 const _: () = assert!(c::TIMED_FREEZE_WAIT_LEVEL_FS == bindings::SB_FREEZE_FS);

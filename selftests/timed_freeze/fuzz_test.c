@@ -1351,7 +1351,7 @@ static int check_out(const struct call *c, int got, unsigned long long wall, cha
 				o.timed_out_level);
 	if (n <= offsetof(struct timed_freeze_args, gave_up))
 		return 0;
-	if (o.gave_up > TIMED_FREEZE_WAIT_JOURNAL)
+	if (o.gave_up > TIMED_FREEZE_WAIT_COMMIT)
 		return snprintf(why, len, "gave_up %u", o.gave_up);
 	if (o.timed_out_level && o.gave_up != o.timed_out_level)
 		return snprintf(why, len, "gave_up %u, timed_out_level %u", o.gave_up,

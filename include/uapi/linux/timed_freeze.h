@@ -55,7 +55,13 @@
  * still inside; UMOUNT: the superblock's s_umount, held by somebody else;
  * PARTIAL: another freezer's freeze in progress; WRITEBACK: the sync of
  * dirty data before the levels are committed; JOURNAL: the filesystem's
- * own ->sync_fs() (journal or log commit) in that sync.
+ * own ->sync_fs() (journal or log commit) in that sync; COMMIT: the
+ * commit, that is the sync at SB_FREEZE_PAGEFAULT, the wait for the
+ * filesystem's internal writers and its own ->freeze_fs(), which a thread
+ * of the module runs.  After COMMIT the freeze is undone by that thread
+ * when the filesystem lets go: until then (the storage has stopped taking
+ * writes) the filesystem's writers wait for it.  Values may be added:
+ * treat an unknown one as "some other wait" (COMMIT came after version 2).
  */
 #define TIMED_FREEZE_WAIT_NONE		0U
 #define TIMED_FREEZE_WAIT_LEVEL_WRITE	1U
@@ -65,6 +71,7 @@
 #define TIMED_FREEZE_WAIT_PARTIAL	5U
 #define TIMED_FREEZE_WAIT_WRITEBACK	6U
 #define TIMED_FREEZE_WAIT_JOURNAL	7U
+#define TIMED_FREEZE_WAIT_COMMIT	8U
 
 /**
  * struct timed_freeze_args - argument of TIMED_FREEZE_IOC_FREEZE

@@ -58,6 +58,10 @@ pub fn wait_name(wait: u32) -> &'static str {
         c::TIMED_FREEZE_WAIT_JOURNAL => {
             "the filesystem's journal or log commit (the storage does not take writes)"
         }
+        c::TIMED_FREEZE_WAIT_COMMIT => {
+            "the filesystem's own freeze (->freeze_fs(): the storage does not take writes; \
+             undone when it does)"
+        }
         _ => "none",
     }
 }
