@@ -7,9 +7,10 @@
  * within its bound and leaves the filesystem unfrozen and writable), a
  * fatal signal, and every error code of the UAPI.
  *
- * The held writer is a thread in splice() from an empty pipe into a file:
- * do_splice() takes SB_FREEZE_WRITE (file_start_write()) and then waits
- * for the pipe, as a write() from a FUSE-backed mmap waits for its daemon.
+ * The held writer is a thread in splice() from an empty pipe into a file
+ * (tf_util.h): do_splice() takes SB_FREEZE_WRITE (file_start_write()) and
+ * then waits for the pipe, as a write() from a FUSE-backed mmap waits for
+ * its daemon.
  */
 #include <pthread.h>
 #include <sys/mman.h>
@@ -20,47 +21,6 @@
 
 /* How much later than timeout x attempts a timed-out freeze may return. */
 #define SLACK_MS 1500ULL
-
-struct held_writer {
-	int pipe[2];
-	int fd;
-	pthread_t thread;
-	ssize_t ret;
-};
-
-static void *held_writer_fn(void *arg)
-{
-	struct held_writer *hw = arg;
-
-	hw->ret = splice(hw->pipe[0], NULL, hw->fd, NULL, 4096, 0);
-	return NULL;
-}
-
-/* Start a writer that sits inside the write path of @dirfd/@name. */
-static int held_writer_start(struct held_writer *hw, int dirfd, const char *name)
-{
-	if (pipe(hw->pipe))
-		return -1;
-	hw->fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (hw->fd < 0)
-		return -1;
-	if (pthread_create(&hw->thread, NULL, held_writer_fn, hw))
-		return -1;
-	usleep(300 * 1000);	/* into splice(), holding SB_FREEZE_WRITE */
-	return 0;
-}
-
-/* Let it finish with @data; the bytes it wrote. */
-static ssize_t held_writer_finish(struct held_writer *hw, const char *data)
-{
-	if (write(hw->pipe[1], data, strlen(data)) < 0)
-		return -1;
-	close(hw->pipe[1]);
-	pthread_join(hw->thread, NULL);
-	close(hw->pipe[0]);
-	close(hw->fd);
-	return hw->ret;
-}
 
 FIXTURE(fs) {
 	struct tf_fs fs;
@@ -188,10 +148,10 @@ TEST_F(fs, held_writer_times_out_and_nothing_stays_frozen)
 	const unsigned int retries = 1;
 	long long timeouts = tf_stat("timeouts"), undone = tf_stat("undone_attempts");
 	struct timed_freeze_args a;
-	struct held_writer hw;
+	struct tf_held_writer hw;
 	unsigned long long t0, took_ms;
 
-	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	ASSERT_EQ(0, tf_held_writer_start(&hw, self->fs.mfd, "held"));
 	t0 = tf_now_ns();
 	EXPECT_EQ(-ETIMEDOUT, tf_freeze(self->dev, self->fs.mfd,
 					timeout_ms * NSEC_PER_MSEC, retries, 0, &a));
@@ -212,7 +172,7 @@ TEST_F(fs, held_writer_times_out_and_nothing_stays_frozen)
 	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 
 	/* The held writer was never disturbed: it completes with its data. */
-	EXPECT_EQ(16, held_writer_finish(&hw, "held writer ok.\n"));
+	EXPECT_EQ(16, tf_held_writer_finish(&hw, "held writer ok.\n"));
 	EXPECT_TRUE(tf_file_is(self->fs.mfd, "held", "held writer ok.\n"));
 
 	/* And once it is gone, the freeze succeeds. */
@@ -249,7 +209,7 @@ TEST_F(fs, timeout_log_is_rate_limited)
 	const int freezes = 30;
 	long long timeouts = tf_stat("timeouts");
 	struct timed_freeze_args a;
-	struct held_writer hw;
+	struct tf_held_writer hw;
 	int kmsg, i, n, n_held_back;
 	char line[64];
 
@@ -260,7 +220,7 @@ TEST_F(fs, timeout_log_is_rate_limited)
 	snprintf(line, sizeof(line), "freeze of %s timed out", variant->type);
 
 	/* A caller retrying in a loop, each attempt timing out at once. */
-	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	ASSERT_EQ(0, tf_held_writer_start(&hw, self->fs.mfd, "held"));
 	for (i = 0; i < freezes; i++)
 		ASSERT_EQ(-ETIMEDOUT, tf_freeze(self->dev, self->fs.mfd, 0, 0, 0, &a));
 	EXPECT_EQ(timeouts + freezes, tf_stat("timeouts"));
@@ -275,14 +235,14 @@ TEST_F(fs, timeout_log_is_rate_limited)
 	n = kmsg_count(kmsg, line, held_back, &n_held_back);
 	EXPECT_EQ(1, n);
 	EXPECT_EQ(1, n_held_back);
-	EXPECT_EQ(3, held_writer_finish(&hw, "ok\n"));
+	EXPECT_EQ(3, tf_held_writer_finish(&hw, "ok\n"));
 	close(kmsg);
 }
 
 TEST_F(fs, timeout_zero_is_one_attempt)
 {
 	struct timed_freeze_args a;
-	struct held_writer hw;
+	struct tf_held_writer hw;
 	unsigned long long t0;
 
 	/* Idle: succeeds at once. */
@@ -291,22 +251,22 @@ TEST_F(fs, timeout_zero_is_one_attempt)
 	ASSERT_EQ(0, ioctl(self->fs.mfd, FITHAW, 0));
 
 	/* Busy: fails without waiting for the writer. */
-	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	ASSERT_EQ(0, tf_held_writer_start(&hw, self->fs.mfd, "held"));
 	t0 = tf_now_ns();
 	EXPECT_EQ(-ETIMEDOUT, tf_freeze(self->dev, self->fs.mfd, 0, 0, 0, &a));
 	EXPECT_LE((tf_now_ns() - t0) / NSEC_PER_MSEC, SLACK_MS);
 	EXPECT_EQ(1U, a.attempts);
 	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
-	EXPECT_EQ(3, held_writer_finish(&hw, "ok\n"));
+	EXPECT_EQ(3, tf_held_writer_finish(&hw, "ok\n"));
 }
 
 TEST_F(fs, fatal_signal_ends_the_wait)
 {
-	struct held_writer hw;
+	struct tf_held_writer hw;
 	unsigned long long t0;
 	pid_t pid;
 
-	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	ASSERT_EQ(0, tf_held_writer_start(&hw, self->fs.mfd, "held"));
 	pid = fork();
 	if (pid == 0) {
 		struct timed_freeze_args a;
@@ -320,7 +280,7 @@ TEST_F(fs, fatal_signal_ends_the_wait)
 	EXPECT_EQ(128 + SIGKILL, tf_wait_child(pid, 5000));
 	EXPECT_LE((tf_now_ns() - t0) / NSEC_PER_MSEC, SLACK_MS);
 	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
-	EXPECT_EQ(3, held_writer_finish(&hw, "ok\n"));
+	EXPECT_EQ(3, tf_held_writer_finish(&hw, "ok\n"));
 }
 
 static int cmp_ull(const void *a, const void *b)
@@ -633,6 +593,61 @@ TEST_F(fs, failed_sync_after_sync_fs_leaves_fs_as_it_was)
 		TH_LOG("the space of a deleted file did not come back: background GC stopped");
 }
 
+/* A FITHAW loop on the filesystem until stop is set; thawed counts its successes. */
+struct fithaw_loop {
+	int mfd;
+	int stop;
+	int thawed;
+};
+
+static void *fithaw_loop_fn(void *arg)
+{
+	struct fithaw_loop *l = arg;
+
+	while (!__atomic_load_n(&l->stop, __ATOMIC_RELAXED)) {
+		if (!ioctl(l->mfd, FITHAW, 0))
+			l->thawed++;
+		/* Leave s_umount free now and then for the freeze's own trylock. */
+		usleep(200);
+	}
+	return NULL;
+}
+
+/*
+ * A sync that fails after ->sync_fs() is taken back under the freeze's own
+ * s_umount, with ->unfreeze_fs(): the freeze is never visible as complete.
+ * A FITHAW that waits for s_umount meanwhile (one is nearly always queued
+ * behind the commit, from the loop) must find nothing to thaw, and the
+ * failed freeze must not depend on being the one that thaws.
+ */
+TEST_F(fs, failed_sync_is_never_seen_frozen)
+{
+	struct fithaw_loop l = { .mfd = self->fs.mfd };
+	struct timed_freeze_args a;
+	pthread_t t;
+	int i, ret;
+
+	if (!tf_fault_available())
+		SKIP(return, "no fault injection (CONFIG_FAULT_INJECTION_DEBUG_FS)");
+	ASSERT_EQ(0, pthread_create(&t, NULL, fithaw_loop_fn, &l));
+	for (i = 0; i < 20; i++) {
+		ASSERT_EQ(0, write_big_file(self->fs.mfd, "big", 4));
+		ASSERT_EQ(0, tf_fault_arm("sync_bdev", 0, 1));
+		ret = tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0, 0, &a);
+		tf_fault_disarm("sync_bdev");
+		EXPECT_EQ(-EIO, ret);
+		if (ret != -EIO)
+			break;
+	}
+	__atomic_store_n(&l.stop, 1, __ATOMIC_RELAXED);
+	pthread_join(t, NULL);
+	EXPECT_EQ(0, l.thawed)
+		TH_LOG("FITHAW thawed a freeze that failed, %d time(s) in %d", l.thawed, i);
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
+	EXPECT_EQ(-1, ioctl(self->fs.mfd, FITHAW, 0));
+	EXPECT_EQ(EINVAL, errno);
+}
+
 /*
  * ETIMEDOUT from the filesystem (its storage timed out) is its error, not
  * our deadline: not retried, reported with gave_up 0.
@@ -653,6 +668,40 @@ TEST_F(fs, filesystem_etimedout_is_not_a_deadline)
 	EXPECT_EQ(0U, a.timed_out_level);
 	EXPECT_EQ(TIMED_FREEZE_WAIT_NONE, a.gave_up);
 	EXPECT_EQ(timeouts, tf_stat("timeouts"));
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
+}
+
+/*
+ * The attempt's thread cannot be started (fail_spawn: as if kthread_run()
+ * failed with -ENOMEM).  That is found out before any freeze level is
+ * taken: the freeze fails with ENOMEM after one attempt (not retried, not
+ * a deadline), having blocked no writer, and leaves the filesystem as it
+ * was: not frozen, writable, and FIFREEZE, FITHAW and the next timed
+ * freeze work.
+ */
+TEST_F(fs, spawn_fails_before_levels)
+{
+	struct timed_freeze_args a;
+	int ret;
+
+	if (access(TF_DEBUGFS "/fail_spawn", F_OK))
+		SKIP(return, "no fault point fail_spawn (CONFIG_FAULT_INJECTION_DEBUG_FS)");
+	ASSERT_EQ(0, tf_fault_arm("spawn", 0, 1));
+	ret = tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 2, 0, &a);
+	tf_fault_disarm("spawn");
+	TH_LOG("timed freeze: %d after %u attempts, writers blocked %llu ns, gave up at wait %u",
+	       ret, a.attempts, (unsigned long long)a.blocked_ns, a.gave_up);
+	EXPECT_EQ(-ENOMEM, ret);
+	EXPECT_EQ(1U, a.attempts);
+	EXPECT_EQ(0ULL, a.blocked_ns);
+	EXPECT_EQ(TIMED_FREEZE_WAIT_NONE, a.gave_up);
+	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
+	EXPECT_EQ(-1, ioctl(self->fs.mfd, FITHAW, 0));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(0, ioctl(self->fs.mfd, FIFREEZE, 0)) TH_LOG("FIFREEZE: %s", strerror(errno));
+	EXPECT_EQ(0, ioctl(self->fs.mfd, FITHAW, 0)) TH_LOG("FITHAW: %s", strerror(errno));
+	EXPECT_EQ(0, tf_freeze(self->dev, self->fs.mfd, 2000 * NSEC_PER_MSEC, 0, 0, &a));
+	EXPECT_EQ(0, ioctl(self->fs.mfd, FITHAW, 0));
 	EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 }
 
@@ -716,11 +765,11 @@ TEST_F(fs, result_in_a_mapping_of_the_frozen_fs)
  */
 TEST_F(fs, other_users_of_the_file_do_not_wait_for_a_freeze)
 {
-	struct held_writer hw;
+	struct tf_held_writer hw;
 	unsigned long long t0;
 	pid_t freezer, other;
 
-	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	ASSERT_EQ(0, tf_held_writer_start(&hw, self->fs.mfd, "held"));
 	freezer = fork();
 	if (freezer == 0) {
 		struct timed_freeze_args a;
@@ -743,7 +792,7 @@ TEST_F(fs, other_users_of_the_file_do_not_wait_for_a_freeze)
 	EXPECT_LE((tf_now_ns() - t0) / NSEC_PER_MSEC, 500ULL);
 
 	EXPECT_EQ(ETIMEDOUT, tf_wait_child(freezer, 5000));
-	EXPECT_EQ(3, held_writer_finish(&hw, "ok\n"));
+	EXPECT_EQ(3, tf_held_writer_finish(&hw, "ok\n"));
 }
 
 /* The owned freeze of @dev on the fs of @fd, listed; its index in @e or -1. */
@@ -991,17 +1040,17 @@ TEST_F(fs, retry_policy_waits_for_the_stuck_writer)
 		.timeout_ns = timeout_ms * NSEC_PER_MSEC, .retries = 16,
 	};
 	unsigned long long t0, took_ms;
-	struct held_writer hw;
+	struct tf_held_writer hw;
 	pid_t pid;
 
-	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	ASSERT_EQ(0, tf_held_writer_start(&hw, self->fs.mfd, "held"));
 	t0 = tf_now_ns();
 	ASSERT_EQ(0, pthread_create(&f.thread, NULL, bg_freeze_fn, &f));
 	usleep(release_ms * 1000);
 	/* Between attempts, others write: nothing of the freeze is in place. */
 	pid = tf_write_child(self->fs.mfd, "between", "between\n");
 	EXPECT_EQ(0, tf_wait_child(pid, 150));
-	EXPECT_EQ(16, held_writer_finish(&hw, "held writer ok.\n"));
+	EXPECT_EQ(16, tf_held_writer_finish(&hw, "held writer ok.\n"));
 	pthread_join(f.thread, NULL);
 	took_ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
 	TH_LOG("freeze %d after %llu ms, %u attempts, writers blocked %llu ms",
@@ -1030,9 +1079,9 @@ TEST_F(fs, retry_policy_gives_up_at_the_deadline)
 	const unsigned long long deadlines_ms[] = {
 		tf_default_deadline_ns(timeout_ms * NSEC_PER_MSEC, 16) / NSEC_PER_MSEC, 1000,
 	};
-	struct held_writer hw;
+	struct tf_held_writer hw;
 
-	ASSERT_EQ(0, held_writer_start(&hw, self->fs.mfd, "held"));
+	ASSERT_EQ(0, tf_held_writer_start(&hw, self->fs.mfd, "held"));
 	for (int i = 0; i < 2; i++) {
 		struct timed_freeze_args a;
 		unsigned long long t0 = tf_now_ns(), took_ms;
@@ -1052,7 +1101,7 @@ TEST_F(fs, retry_policy_gives_up_at_the_deadline)
 		EXPECT_GE(a.blocked_ns / NSEC_PER_MSEC, timeout_ms);
 		EXPECT_TRUE(tf_fs_writable(self->fs.mfd));
 	}
-	EXPECT_EQ(16, held_writer_finish(&hw, "held writer ok.\n"));
+	EXPECT_EQ(16, tf_held_writer_finish(&hw, "held writer ok.\n"));
 }
 
 TEST_F(dev, bad_arguments_are_einval)

@@ -8,6 +8,10 @@
  *        until resumed; READs are still answered.  The storage "stops
  *        taking writes": writeback, journal commits and O_DIRECT writes
  *        wait for it, as on a hung NBD or iSCSI server.
+ *   'w'  stall after one more WRITE: the next WRITE request is applied and
+ *        answered, those after it are held as after 's'.  Each 'w' lets
+ *        one more through (sent before 's', or instead of it): the
+ *        storage stops in the middle of a sequence of writes.
  *   'r'  resume: the held WRITEs are applied and answered, in order.
  *   'v'  (with @on_read) the next READ runs @on_read first (the vector's
  *        daemon step).
@@ -83,6 +87,7 @@ static void nbd_server_main(struct nbd_srv *s, int sock, unsigned long long size
 	char *disk = calloc(1, size);
 	struct nbd_held *held = calloc(4096, sizeof(*held));
 	int stalled = 0, vector = 0, nheld = 0;
+	int pass = 0;		/* WRITEs still answered while stalled ('w') */
 	struct pollfd pf[2] = {
 		{ .fd = sock, .events = POLLIN },
 		{ .fd = s->ctl[0], .events = POLLIN },
@@ -105,12 +110,19 @@ static void nbd_server_main(struct nbd_srv *s, int sock, unsigned long long size
 
 			if (read(s->ctl[0], &c, 1) != 1)
 				_exit(0);
-			if (c == 's')
+			if (c == 's') {
 				stalled = 1;
+				pass = 0;
+			}
+			if (c == 'w') {
+				stalled = 1;
+				pass++;
+			}
 			if (c == 'v')
 				vector = 1;
 			if (c == 'r') {
 				stalled = 0;
+				pass = 0;
 				if (nbd_release(sock, disk, held, &nheld))
 					_exit(0);
 			}
@@ -130,7 +142,9 @@ static void nbd_server_main(struct nbd_srv *s, int sock, unsigned long long size
 		memcpy(rp.handle, rq.handle, sizeof(rp.handle));
 		if (type == NBD_CMD_DISC)
 			break;
-		if (type == NBD_CMD_WRITE && stalled) {
+		if (type == NBD_CMD_WRITE && stalled && pass) {
+			pass--;		/* answered below, as when not stalled */
+		} else if (type == NBD_CMD_WRITE && stalled) {
 			if (nheld == 4096)
 				_exit(5);
 			held[nheld].rp = rp;

@@ -15,14 +15,36 @@
  * hangs), and once the server resumes every byte written is there and the
  * filesystem checks clean.
  *
+ * Past the commit point, ->freeze_fs() writes too (ext4's journal and
+ * superblocks, xfs's log quiesce), even on an idle filesystem whose sync
+ * before it sent no write at all: storage that stops there, from the
+ * start of ->freeze_fs() or in the middle of its writes (nbd.h's 'w'),
+ * wedges the stock FIFREEZE as well (XFAIL).  The timed freeze runs that
+ * tail in a kernel thread of its own ("tf-freeze") and gives up waiting
+ * for it at its deadline: ETIMEDOUT, gave_up COMMIT, the caller free, no
+ * task in D state but that thread and the filesystem's own.  The thread
+ * holds the freeze meanwhile (the filesystem's writers wait for it, as
+ * documented) and undoes it once the storage takes the writes: a timed
+ * freeze then succeeds.
+ *
+ * The report names the wait the deadline ended, not what failed after it:
+ * a freeze waiting for another's partial freeze that, at its deadline,
+ * cannot retake s_umount (a syncfs() stuck in writeback holds it) says
+ * PARTIAL, not UMOUNT.
+ *
  * The filesystems are mounted lazytime, so that a writer's timestamp update
- * waits for nothing of the storage.  The device has stable writes on
+ * waits for nothing of the storage, and ext4 noinit_itable: its background
+ * zeroing of inode tables, for seconds after the mount, would otherwise
+ * write (and wait for the stalled storage) holding s_umount and
+ * SB_FREEZE_WRITE.  The device has stable writes on
  * (queue/stable_writes): a write fault on
  * a page under writeback then waits, in ->page_mkwrite with
  * SB_FREEZE_PAGEFAULT held, for that writeback: a real writer stuck inside
  * level 2.
  */
+#include <dirent.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 
 #include "kselftest_harness.h"
 #include "nbd.h"
@@ -38,6 +60,8 @@
 #define SLACK_MS	1500ULL
 /* How long the stock FIFREEZE gets before we call it wedged. */
 #define WATCHDOG_MS	3000
+/* How long the undo of a freeze that gave up in ->freeze_fs() may take after the resume. */
+#define UNDO_MS		30000ULL
 
 /* A filesystem on a stallable NBD device: what the fixture holds. */
 struct nbdfs_env {
@@ -97,7 +121,8 @@ FIXTURE_SETUP(nbdfs)
 	/* The device may be busy a moment after the connection (its partition scan). */
 	ret = -1;
 	for (int i = 0; i < 500 && ret; i++) {
-		ret = mount(NBD_DEV, self->e.mnt, variant->type, MS_LAZYTIME, NULL);
+		ret = mount(NBD_DEV, self->e.mnt, variant->type, MS_LAZYTIME,
+			    strcmp(variant->type, "ext4") ? NULL : "noinit_itable");
 		if (ret)
 			usleep(10000);
 	}
@@ -537,6 +562,324 @@ TEST_F_TIMEOUT(nbdfs, page_fault_inside_level2_stock, 120)
 	check_after_resume(_metadata, &self->e, variant->type, NULL, 0);
 }
 
+/* --- the storage stops under ->freeze_fs(), the commit point passed --- */
+
+/* PF_KTHREAD of a task's flags (include/linux/sched.h): a kernel thread. */
+#define TF_PF_KTHREAD	0x00200000U
+
+/*
+ * Task @tid's state, flags and command, from /proc/@tid/stat (a thread's
+ * is there too, unlisted); 0 or -1.
+ */
+static int task_stat(int tid, char *state, unsigned int *flags, char *comm, size_t n)
+{
+	char path[64], line[1024], *l, *r;
+	int ret = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fgets(line, sizeof(line), f)) {
+		l = strchr(line, '(');
+		r = strrchr(line, ')');
+		if (l && r > l && sscanf(r + 1, " %c %*d %*d %*d %*d %*d %u", state, flags) == 2) {
+			snprintf(comm, n, "%.*s", (int)(r - l - 1), l + 1);
+			ret = 0;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+/*
+ * Whether a task may wait in D state for the stalled storage: our thread
+ * "tf-freeze", the filesystem's and the block layer's kernel threads.
+ */
+static bool may_wait_for_storage(unsigned int flags, const char *comm)
+{
+	static const char *const threads[] = { "tf-freeze", "jbd2/", "xfs", "kworker/" };
+
+	if (!(flags & TF_PF_KTHREAD))
+		return false;
+	for (size_t i = 0; i < ARRAY_SIZE(threads); i++)
+		if (!strncmp(comm, threads[i], strlen(threads[i])))
+			return true;
+	return false;
+}
+
+/*
+ * Tasks in D state other than those that may_wait_for_storage(): the test
+ * process's threads and every other task of the system.  One counts only
+ * if it is still in D state 300 ms later (not one passing through), and
+ * is logged.  Their number; the threads "tf-freeze" in D state in *@ours.
+ */
+static int others_in_d_state(struct __test_metadata *_metadata, int *ours)
+{
+	int tids[256], n = 0, bad = 0;
+	struct dirent *p, *t;
+	unsigned int flags;
+	char state, comm[64], path[64];
+	DIR *procs, *tasks;
+
+	*ours = 0;
+	procs = opendir("/proc");
+	if (!procs)
+		return -1;
+	while ((p = readdir(procs))) {
+		if (atoi(p->d_name) <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/task", p->d_name);
+		tasks = opendir(path);
+		while (tasks && (t = readdir(tasks))) {
+			int tid = atoi(t->d_name);
+
+			if (tid <= 0 || task_stat(tid, &state, &flags, comm, sizeof(comm)) ||
+			    state != 'D')
+				continue;
+			if ((flags & TF_PF_KTHREAD) && !strcmp(comm, "tf-freeze"))
+				(*ours)++;
+			if (!may_wait_for_storage(flags, comm) && n < (int)ARRAY_SIZE(tids))
+				tids[n++] = tid;
+		}
+		if (tasks)
+			closedir(tasks);
+	}
+	closedir(procs);
+	if (n)
+		usleep(300 * 1000);
+	for (int i = 0; i < n; i++) {
+		if (task_stat(tids[i], &state, &flags, comm, sizeof(comm)) || state != 'D')
+			continue;
+		TH_LOG("task %d (%s) is in D state", tids[i], comm);
+		bad++;
+	}
+	return bad;
+}
+
+/* The timed freeze of timed_freeze_returns(), in a thread of its own. */
+struct bg_freeze {
+	struct nbdfs_env *e;
+	unsigned int retries;
+	struct timed_freeze_args a;
+	unsigned long long ms;
+	int ret;
+	int done;
+};
+
+static void *bg_freeze_fn(void *arg)
+{
+	struct bg_freeze *f = arg;
+
+	f->ret = timed_freeze(f->e, &f->a, f->retries, &f->ms);
+	__atomic_store_n(&f->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * The timed freeze, in a thread, given @ms to return; whether it did.  One
+ * that did not (it sleeps, as the stock FIFREEZE does, where ->freeze_fs()
+ * waits for the storage) is rescued: the server resumes, and it is joined.
+ */
+static bool timed_freeze_returns(struct __test_metadata *_metadata, struct nbdfs_env *self,
+				 struct bg_freeze *f, unsigned long long ms)
+{
+	bool returned;
+	pthread_t t;
+
+	f->e = self;
+	ASSERT_EQ(0, pthread_create(&t, NULL, bg_freeze_fn, f));
+	for (unsigned long long i = 0; i < ms / 10 && !__atomic_load_n(&f->done, __ATOMIC_ACQUIRE);
+	     i++)
+		usleep(10000);
+	returned = __atomic_load_n(&f->done, __ATOMIC_ACQUIRE);
+	if (!returned) {
+		TH_LOG("the timed freeze did not return within %llu ms: resuming the server", ms);
+		nbd_cmd(&self->nbd, 'r');
+	}
+	pthread_join(t, NULL);
+	return returned;
+}
+
+/* An idle filesystem: a file written and synced, nothing dirty; 0 or -1. */
+static int idle_prepare(int dirfd)
+{
+	return tf_write_pattern(dirfd, "idle", DIRTY_SIZE) || syncfs(dirfd) ? -1 : 0;
+}
+
+/*
+ * With the storage stopped under ->freeze_fs(): the timed freeze returns
+ * ETIMEDOUT by its deadline (the default one, of RETRIES), having given
+ * up waiting for the commit, and no task but the kernel threads that
+ * may_wait_for_storage() waits in D state: not the caller, not the test's
+ * other threads, nobody else.
+ */
+static void check_gave_up_in_commit(struct __test_metadata *_metadata, struct nbdfs_env *self)
+{
+	const unsigned long long deadline_ms =
+		tf_default_deadline_ns(TIMEOUT_MS * NSEC_PER_MSEC, RETRIES) / NSEC_PER_MSEC;
+	struct bg_freeze f = { .retries = RETRIES };
+	int ours;
+
+	ASSERT_TRUE(timed_freeze_returns(_metadata, self, &f, deadline_ms + SLACK_MS));
+	TH_LOG("timed freeze: %d after %u attempts, %llu ms (kernel %llu), gave up at wait %u",
+	       f.ret, f.a.attempts, f.ms, f.a.elapsed_ns / NSEC_PER_MSEC, f.a.gave_up);
+	EXPECT_EQ(-ETIMEDOUT, f.ret);
+	EXPECT_EQ(TIMED_FREEZE_WAIT_COMMIT, f.a.gave_up);
+	/* A retry waits for the thread, and gives up there too. */
+	EXPECT_EQ(RETRIES + 1U, f.a.attempts);
+	EXPECT_GE(f.ms, TIMEOUT_MS * (RETRIES + 1));
+	EXPECT_LE(f.ms, deadline_ms + SLACK_MS);
+	EXPECT_EQ(0, others_in_d_state(_metadata, &ours));
+	TH_LOG("%d thread(s) tf-freeze in D state", ours);
+}
+
+/*
+ * Then the server resumes: the thread's ->freeze_fs() returns and the
+ * thread undoes the freeze.  Within UNDO_MS a timed freeze succeeds (the
+ * filesystem is neither frozen nor partially frozen any more), and its
+ * thaw leaves nothing frozen.
+ */
+static void check_undone_after_resume(struct __test_metadata *_metadata,
+				      struct nbdfs_env *self)
+{
+	unsigned long long t0 = tf_now_ns(), ms;
+	struct timed_freeze_args a;
+	int ret, tries = 0;
+
+	ASSERT_EQ(0, nbd_cmd(&self->nbd, 'r'));
+	for (;;) {
+		tries++;
+		ret = timed_freeze(self, &a, 0, &ms);
+		if (!ret || (tf_now_ns() - t0) / NSEC_PER_MSEC >= UNDO_MS)
+			break;
+		usleep(100 * 1000);
+	}
+	TH_LOG("after the resume: timed freeze %d after %llu ms and %d tries (gave up at wait %u)",
+	       ret, (tf_now_ns() - t0) / NSEC_PER_MSEC, tries, a.gave_up);
+	ASSERT_EQ(0, ret);
+	EXPECT_EQ(0, ioctl(self->mfd, FITHAW, 0));
+	EXPECT_EQ(-1, ioctl(self->mfd, FITHAW, 0));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(0, quick_writer(self->mfd, "quick", 2000));
+}
+
+/*
+ * An idle filesystem: the sync before the commit point sends no write,
+ * ->freeze_fs() does (ext4: the journal's superblock and its own; xfs:
+ * the metadata logged since, the log cover), and the storage takes none.
+ */
+TEST_F_TIMEOUT(nbdfs, idle_timed, 120)
+{
+	ASSERT_EQ(0, idle_prepare(self->e.mfd));
+	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 's'));
+	check_gave_up_in_commit(_metadata, &self->e);
+	check_undone_after_resume(_metadata, &self->e);
+	check_after_resume(_metadata, &self->e, variant->type, "idle", DIRTY_SIZE);
+}
+
+TEST_F_TIMEOUT(nbdfs, idle_stock, 120)
+{
+	ASSERT_EQ(0, idle_prepare(self->e.mfd));
+	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 's'));
+	check_stock(_metadata, &self->e, true);
+	check_after_resume(_metadata, &self->e, variant->type, "idle", DIRTY_SIZE);
+}
+
+/*
+ * The same, the storage stopping after one more write ('w'): the first
+ * write of ->freeze_fs() gets through, a later one waits.  The sync of the
+ * idle filesystem before writes nothing, and ->freeze_fs() writes in
+ * sequence, waiting for each: ext4_freeze() the journal superblock
+ * (jbd2_journal_flush(): the tail, then empty), then ext4_commit_super()
+ * its own; xfs_log_quiesce() the metadata logged since the sync
+ * (xfs_ail_push_all_sync()), then the superblock logged and written
+ * twice to cover the log.  So one write in, both stop in the middle.
+ */
+TEST_F_TIMEOUT(nbdfs, freeze_fs_stalls_midway_timed, 120)
+{
+	ASSERT_EQ(0, idle_prepare(self->e.mfd));
+	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 'w'));
+	check_gave_up_in_commit(_metadata, &self->e);
+	check_undone_after_resume(_metadata, &self->e);
+	check_after_resume(_metadata, &self->e, variant->type, "idle", DIRTY_SIZE);
+}
+
+TEST_F_TIMEOUT(nbdfs, freeze_fs_stalls_midway_stock, 120)
+{
+	ASSERT_EQ(0, idle_prepare(self->e.mfd));
+	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 'w'));
+	check_stock(_metadata, &self->e, true);
+	check_after_resume(_metadata, &self->e, variant->type, "idle", DIRTY_SIZE);
+}
+
+/* --- the wait for a partial freeze ends, and s_umount is held --- */
+
+/* A syncfs() in a thread, 300 ms after its start; the thread's id. */
+struct late_syncfs {
+	int fd;
+	pid_t tid;
+	pthread_t thread;
+};
+
+static void *late_syncfs_fn(void *arg)
+{
+	struct late_syncfs *s = arg;
+
+	__atomic_store_n(&s->tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+	usleep(300 * 1000);
+	syncfs(s->fd);
+	return NULL;
+}
+
+/*
+ * A stock FIFREEZE waits for level 1 behind a writer in splice(), its
+ * freeze partial (frozen = SB_FREEZE_WRITE), s_umount dropped.  The timed
+ * freeze (one attempt) takes s_umount, sees the partial freeze and waits
+ * for it; 300 ms later a syncfs() takes s_umount for read and sticks in
+ * writeback of the dirty data on the stalled storage, so that at the
+ * deadline s_umount cannot be retaken.  The deadline ended the wait for
+ * the partial freeze: ETIMEDOUT, gave_up PARTIAL (UMOUNT is what failed
+ * after it).  Rescue: resume; the splice writer leaves, the stock freeze
+ * completes; FITHAW.
+ */
+TEST_F_TIMEOUT(nbdfs, partial_wait_then_umount_held_says_partial, 120)
+{
+	struct late_syncfs ls = { .fd = self->e.mfd };
+	struct timed_freeze_args a;
+	struct tf_held_writer hw;
+	unsigned long long ms;
+	pid_t freezer;
+	int ret;
+
+	ASSERT_EQ(0, tf_write_pattern(self->e.mfd, "dirty", DIRTY_SIZE));
+	ASSERT_EQ(0, tf_held_writer_start(&hw, self->e.mfd, "held"));
+	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 's'));
+	freezer = stock_freezer(self->e.mfd);
+	usleep(300 * 1000);
+	ASSERT_TRUE(tf_in_d_state(freezer)) TH_LOG("the stock FIFREEZE did not wait for level 1");
+	ASSERT_EQ(0, pthread_create(&ls.thread, NULL, late_syncfs_fn, &ls));
+	ret = timed_freeze(&self->e, &a, 0, &ms);
+	TH_LOG("timed freeze: %d after %u attempts, %llu ms (kernel %llu), gave up at wait %u",
+	       ret, a.attempts, ms, a.elapsed_ns / NSEC_PER_MSEC, a.gave_up);
+	EXPECT_TRUE(tf_in_d_state(__atomic_load_n(&ls.tid, __ATOMIC_ACQUIRE)))
+		TH_LOG("the syncfs() did not wait for the storage: s_umount free at the deadline");
+	EXPECT_EQ(-ETIMEDOUT, ret);
+	EXPECT_EQ(TIMED_FREEZE_WAIT_PARTIAL, a.gave_up);
+	EXPECT_EQ(1U, a.attempts);
+	EXPECT_EQ(0U, a.timed_out_level);
+	EXPECT_GE(ms, TIMEOUT_MS);
+	EXPECT_LE(ms, TIMEOUT_MS + SLACK_MS);
+	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 'r'));
+	EXPECT_EQ(3, tf_held_writer_finish(&hw, "ok\n"));
+	EXPECT_EQ(0, tf_wait_child(freezer, 10000));
+	EXPECT_EQ(0, ioctl(self->e.mfd, FITHAW, 0));
+	pthread_join(ls.thread, NULL);
+	EXPECT_TRUE(tf_file_is(self->e.mfd, "held", "ok\n"));
+	check_after_resume(_metadata, &self->e, variant->type, "dirty", DIRTY_SIZE);
+}
+
 XFAIL_ADD(nbdfs, ext4, dirty_data_stock);
 XFAIL_ADD(nbdfs, xfs, dirty_data_stock);
 XFAIL_ADD(nbdfs, ext4, writer_inside_stock);
@@ -545,5 +888,9 @@ XFAIL_ADD(nbdfs, ext4, syncfs_holds_s_umount_stock);
 XFAIL_ADD(nbdfs, xfs, syncfs_holds_s_umount_stock);
 XFAIL_ADD(nbdfs, ext4, page_fault_inside_level2_stock);
 XFAIL_ADD(nbdfs, xfs, page_fault_inside_level2_stock);
+XFAIL_ADD(nbdfs, ext4, idle_stock);
+XFAIL_ADD(nbdfs, xfs, idle_stock);
+XFAIL_ADD(nbdfs, ext4, freeze_fs_stalls_midway_stock);
+XFAIL_ADD(nbdfs, xfs, freeze_fs_stalls_midway_stock);
 
 TEST_HARNESS_MAIN

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -301,6 +302,53 @@ static inline int tf_fs_writable(int dirfd)
 	pid_t pid = tf_write_child(dirfd, "probe", "probe\n");
 
 	return tf_wait_child(pid, 5000) == 0 && tf_file_is(dirfd, "probe", "probe\n");
+}
+
+/*
+ * A writer held inside the write path: a thread in splice() from an empty
+ * pipe into a file.  do_splice() takes SB_FREEZE_WRITE (file_start_write())
+ * and then waits for the pipe, interruptibly, as a write() from a
+ * FUSE-backed mmap waits for its daemon.
+ */
+struct tf_held_writer {
+	int pipe[2];
+	int fd;
+	pthread_t thread;
+	ssize_t ret;
+};
+
+static inline void *tf_held_writer_fn(void *arg)
+{
+	struct tf_held_writer *hw = arg;
+
+	hw->ret = splice(hw->pipe[0], NULL, hw->fd, NULL, 4096, 0);
+	return NULL;
+}
+
+/* Start a writer that sits inside the write path of @dirfd/@name. */
+static inline int tf_held_writer_start(struct tf_held_writer *hw, int dirfd, const char *name)
+{
+	if (pipe(hw->pipe))
+		return -1;
+	hw->fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (hw->fd < 0)
+		return -1;
+	if (pthread_create(&hw->thread, NULL, tf_held_writer_fn, hw))
+		return -1;
+	usleep(300 * 1000);	/* into splice(), holding SB_FREEZE_WRITE */
+	return 0;
+}
+
+/* Let it finish with @data; the bytes it wrote. */
+static inline ssize_t tf_held_writer_finish(struct tf_held_writer *hw, const char *data)
+{
+	if (write(hw->pipe[1], data, strlen(data)) < 0)
+		return -1;
+	close(hw->pipe[1]);
+	pthread_join(hw->thread, NULL);
+	close(hw->pipe[0]);
+	close(hw->fd);
+	return hw->ret;
 }
 
 /* A counter from the "key: value" lines of the file @path, or -1. */
