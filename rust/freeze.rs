@@ -164,6 +164,18 @@ pub(crate) struct FreezeReport {
     pub(crate) blocked_ns: u64,
 }
 
+impl FreezeReport {
+    /// What a freeze that failed left behind, for log lines: nothing, but after a commit that
+    /// gave up, whose thread holds the freeze until the filesystem lets go.
+    pub(crate) fn aftermath(&self) -> &'static str {
+        if self.gave_up == uapi::WAIT_COMMIT {
+            "the freeze is taken back when the filesystem's own freeze returns"
+        } else {
+            "nothing left frozen"
+        }
+    }
+}
+
 /// How long a freeze's attempts kept new writers out: the time `block` of `SB_FREEZE_WRITE`
 /// was theirs, summed over the attempts, up to the undo or to the freeze. (The levels above
 /// it are only taken while it is held.)
@@ -392,6 +404,24 @@ impl SuperBlock {
         }
     }
 
+    /// [`reset_frozen`] by a thread of ours, which waits for `s_umount` and takes over the
+    /// caller's active reference: for an attempt without a thread of its own (a timeout of 0,
+    /// or a fatal signal without a deadline) that gave up and released its levels while
+    /// `s_umount` was taken. Here, when no thread can be started.
+    fn reset_frozen_later(&self) {
+        let data = self.as_raw().cast::<c_void>();
+        // SAFETY: `reset_main` takes over our active reference on the superblock.
+        let ret =
+            unsafe { helpers::tf_spawn(Some(reset_main), data, c"tf-unfreeze".as_char_ptr()) };
+        if ret != 0 {
+            pr_warn!(
+                "no thread to end a partial freeze of {}: waiting for s_umount here\n",
+                self.fs_name()
+            );
+            reset_frozen(self.lock_excl_uninterruptible());
+        }
+    }
+
     /// `super_flags()`: `smp_load_acquire(&sb->s_flags)`.
     fn flags_acquire(&self) -> usize {
         // SAFETY: `s_flags` of a live superblock is an aligned `unsigned long`, valid while
@@ -402,6 +432,18 @@ impl SuperBlock {
         let flags = unsafe { Atomic::from_ptr(addr_of_mut!((*self.as_raw()).s_flags)) };
         flags.load(Acquire)
     }
+}
+
+/// The thread of `SuperBlock::reset_frozen_later()`: resets `frozen` under `s_umount`.
+///
+/// # Safety
+///
+/// `data` is a superblock on which the caller's active reference passes to us.
+unsafe extern "C" fn reset_main(data: *mut c_void) -> c_int {
+    // SAFETY: Per the function's safety requirements, our active reference keeps it alive.
+    let sb = unsafe { SuperBlock::from_raw(data.cast()) };
+    reset_frozen(sb.lock_excl_uninterruptible());
+    0
 }
 
 /// The thread of `SuperBlock::put_active_ref()`: drops the last active reference.
@@ -668,11 +710,12 @@ impl<'a> HeldLevels<'a> {
     }
 
     /// Hands levels 1 and 2 of `sb` on to our thread for the commit (lockdep forgets them
-    /// here); the clock goes on until the thread is done with them ([`Handed`]).
+    /// here, highest first, as `lockdep_sb_freeze_release()` does); the clock goes on until the
+    /// thread is done with them ([`Handed`]).
     fn hand_over(mut self, sb: &'a SuperBlock) -> Handed<'a> {
         self.stop_clock();
         let mut handed = 0;
-        for g in self.held.iter_mut().filter_map(Option::take) {
+        for g in self.held.iter_mut().rev().filter_map(Option::take) {
             g.hand_over();
             handed += 1;
         }
@@ -701,6 +744,7 @@ impl<'a> HeldLevels<'a> {
 }
 
 /// Levels 1 and 2 handed on to our thread for the commit ([`HeldLevels::hand_over`]).
+#[must_use = "handed-on levels stay held until the thread or `take_back()` releases them"]
 struct Handed<'a> {
     sb: &'a SuperBlock,
     clock: &'a BlockClock,
@@ -1084,14 +1128,16 @@ fn freeze_attempt(
 
 /// `freeze_super()` from its commit point on: the sync at `SB_FREEZE_PAGEFAULT`, level 3,
 /// `->freeze_fs()`, and the freeze made complete for `who` (bits, owner); or undone, the active
-/// reference dropped. `may_complete` is asked once `->freeze_fs()` succeeded: `false` (the
-/// caller gave up meanwhile) takes the freeze back with the filesystem's `->unfreeze_fs()`, as
-/// a sync that failed after `->sync_fs()` acted does ([`unfreeze`]).
+/// reference dropped. `claim` is called once `->freeze_fs()` succeeded, to claim the success
+/// for the caller: `false` (the caller gave up meanwhile) takes the freeze back with the
+/// filesystem's `->unfreeze_fs()`, as a sync that failed after `->sync_fs()` acted does
+/// ([`unfreeze`]). A claimed success may be seen by the caller before the freeze is made
+/// complete here, under `s_umount`: whatever looks at it takes `s_umount` first.
 fn commit<'a>(
     mut s: UmountGuard<'a>,
     mut levels: HeldLevels<'a>,
     who: (u32, *const c_void),
-    may_complete: &dyn Fn() -> bool,
+    claim: &dyn Fn() -> bool,
 ) -> Result {
     let sb = s.sb;
     // --- The commit point. ---
@@ -1122,10 +1168,10 @@ fn commit<'a>(
     // up meanwhile: the filesystem's own ->unfreeze_fs() puts it back as it was, before anybody
     // sees the freeze complete.
     if let Some(e) = sync_err {
-        return Err(unfreeze(s, levels, who, e));
+        return Err(unfreeze(s, levels, e));
     }
-    if !may_complete() {
-        return Err(unfreeze(s, levels, who, ETIMEDOUT));
+    if !claim() {
+        return Err(unfreeze(s, levels, ETIMEDOUT));
     }
     complete(s, levels, who);
     Ok(())
@@ -1148,13 +1194,10 @@ fn complete(mut s: UmountGuard<'_>, levels: HeldLevels<'_>, (who, owner): (u32, 
 /// `thaw_super_locked()` (fs/super.c) from `->unfreeze_fs()` on, under the same `s_umount`
 /// and with the levels this task holds: `->unfreeze_fs()`, `frozen = SB_UNFROZEN`,
 /// `wake_up_var()`, `sb_freeze_unlock()`, `deactivate_locked_super()`. When `->unfreeze_fs()`
-/// fails, the freeze stays, as it does there: made complete for `who`, and said.
-fn unfreeze(
-    mut s: UmountGuard<'_>,
-    levels: HeldLevels<'_>,
-    who: (u32, *const c_void),
-    e: Error,
-) -> Error {
+/// fails, the freeze stays, as it does there: made complete as a userspace freeze (whoever it
+/// was for has been told it failed, and `FITHAW` or emergency thaw must be able to end it),
+/// and said.
+fn unfreeze(mut s: UmountGuard<'_>, levels: HeldLevels<'_>, e: Error) -> Error {
     let sb = s.sb;
     if let Some(unfreeze_fs) = sb.ops().unfreeze_fs {
         // SAFETY: The filesystem's own callback, on the superblock its ->freeze_fs() froze,
@@ -1167,7 +1210,7 @@ fn unfreeze(
                 sb.fs_name(),
                 e
             );
-            complete(s, levels, who);
+            complete(s, levels, (FREEZE_HOLDER_USERSPACE, core::ptr::null()));
             return e;
         }
     }
@@ -1188,12 +1231,12 @@ fn unfreeze(
 pub(crate) unsafe fn commit_handed(
     s: UmountGuard<'_>,
     who: (u32, *const c_void),
-    may_complete: &dyn Fn() -> bool,
+    claim: &dyn Fn() -> bool,
 ) -> Result {
     let clock = BlockClock::default();
     // SAFETY: Per the caller.
     let levels = unsafe { HeldLevels::adopt(s.sb, &clock) };
-    commit(s, levels, who, may_complete)
+    commit(s, levels, who, claim)
 }
 
 impl From<WorkerError> for AttemptError {
@@ -1219,9 +1262,8 @@ fn undo<E>(mut s: UmountGuard<'_>, levels: HeldLevels<'_>, e: E) -> E {
 /// Otherwise (our thread still syncs with it, or a `syncfs()` stuck in writeback holds it) the
 /// levels are released now, so that no writer waits for us, and `frozen = SB_UNFROZEN`, the
 /// wakeup and the active reference are left to our thread, which takes `s_umount` for them
-/// ([`WorkerHandle::undo`]): `frozen` only ever changes under `s_umount`, which the original's
-/// readers of it rely on. Without a thread (no deadline), `s_umount` is waited for, as the
-/// original waits for it.
+/// ([`WorkerHandle::undo`]; without one, a thread started for it): `frozen` only ever changes
+/// under `s_umount`, which the original's readers of it rely on.
 fn undo_unlocked<E>(
     sb: &SuperBlock,
     levels: HeldLevels<'_>,
@@ -1231,14 +1273,12 @@ fn undo_unlocked<E>(
     if let Some(s) = sb.try_lock_excl() {
         return undo(s, levels, e);
     }
+    levels.unlock();
     match worker {
-        Some(w) => {
-            levels.unlock();
-            w.undo();
-            e
-        }
-        None => undo(sb.lock_excl_uninterruptible(), levels, e),
+        Some(w) => w.undo(),
+        None => sb.reset_frozen_later(),
     }
+    e
 }
 
 /// `frozen = SB_UNFROZEN`, `wake_up_var()`, `deactivate_locked_super()`: the end of the error

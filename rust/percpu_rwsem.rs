@@ -392,8 +392,9 @@ impl Drop for ReaderSwitch<'_> {
 ///
 /// # Invariants
 ///
-/// This task took the write side of `sem` (lockdep acquired, readers switched to the slow
-/// path, `block` owned) and has not released it.
+/// This task holds the write side of `sem` (readers switched to the slow path, `block`
+/// owned, lockdep acquired for this task): it took it, or adopted it from the task that took
+/// it ([`PercpuWriteGuard::adopt`]), and has not released it nor handed it on.
 pub(crate) struct PercpuWriteGuard<'a> {
     sem: &'a PercpuRwSem,
     /// When `block` became ours.
@@ -415,7 +416,8 @@ impl<'a> PercpuWriteGuard<'a> {
     }
 
     /// Hands the write side on to another task, which takes it with [`Self::adopt`]: lockdep,
-    /// which tracks it per task, forgets it here. The semaphore stays held.
+    /// which tracks it per task, forgets it here. The semaphore stays held: until somebody
+    /// adopts it and releases it, every reader and writer waits.
     pub(crate) fn hand_over(self) -> &'a PercpuRwSem {
         let g = ManuallyDrop::new(self);
         // SAFETY: By the type invariant this task holds the write side; lockdep forgets it

@@ -349,7 +349,7 @@ fn log_timeout(sb: &SuperBlock, caller: Caller, r: &FreezeReport) {
     // SAFETY: `s_id` of a live superblock is a NUL-terminated name set at mount.
     let id = unsafe { CStr::from_char_ptr((*sb.as_raw()).s_id.as_ptr()) };
     pr_warn!(
-        "{} freeze of {} ({}) by {}[{}] gave up: {} attempt(s) in {} ms, the last at {} with {} writer(s) inside; nothing left frozen\n",
+        "{} freeze of {} ({}) by {}[{}] gave up: {} attempt(s) in {} ms, the last at {} with {} writer(s) inside; {}\n",
         caller.name(),
         sb.fs_name(),
         id,
@@ -361,7 +361,8 @@ fn log_timeout(sb: &SuperBlock, caller: Caller, r: &FreezeReport) {
             .checked_sub(1)
             .and_then(|i| uapi::WAIT_NAMES.get(i as usize))
             .unwrap_or(&"?"),
-        r.writers_inside
+        r.writers_inside,
+        r.aftermath()
     );
 }
 

@@ -518,16 +518,19 @@ impl TimedFreezeFile {
             // At most ten of these lines in five seconds: a caller may retry in a loop.
             if e == ETIMEDOUT && report.gave_up != uapi::WAIT_NONE && timeout_log_ratelimit() {
                 pr_info!(
-                    "freeze of {} timed out: {} attempt(s), last gave up at wait {} with {} writer(s) inside, {} ns; nothing left frozen\n",
+                    "freeze of {} timed out: {} attempt(s), last gave up at wait {} with {} writer(s) inside, {} ns; {}\n",
                     sb.fs_name(),
                     report.attempts,
                     report.gave_up,
                     report.writers_inside,
-                    report.elapsed_ns
+                    report.elapsed_ns,
+                    report.aftermath()
                 );
             }
-            // Nothing is frozen: a fault writing the result is harmless.
-            let _ = uapi::write_ext(arg, usize_, &a);
+            // Without faulting: after a commit that gave up its thread still holds the
+            // levels, and the storage that stopped may hold a page of a mapping the struct
+            // sits in (a fault would wait for either). A pinned struct is written anyway.
+            let _ = uapi::write_ext_nofault(arg, usize_, &a);
             return Err(e);
         }
 

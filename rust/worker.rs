@@ -79,6 +79,13 @@ mod state {
 }
 
 /// One attempt's thread.
+///
+/// # Invariants
+///
+/// `sb` is a superblock that an active reference pins whenever the thread is given an order
+/// other than `QUIT`: the attempt's, which the attempt holds while it waits for the order and
+/// leaves to the thread when it gives up (`UNDO`, `ABANDONED`, or a failed commit, undone), or,
+/// once the commit claimed its success, the frozen superblock's.
 #[pin_data]
 pub(crate) struct Worker {
     /// The superblock (a pointer, kept as an integer so that the struct is `Send`).
@@ -145,22 +152,16 @@ pub(crate) enum CommitError {
 }
 
 impl Worker {
-    /// The superblock.
-    fn sb(&self) -> &SuperBlock {
-        // SAFETY: Whenever the thread touches the superblock, an active reference pins it: the
-        // attempt's, which the attempt holds while it waits for an order and leaves to the
-        // thread when it gives up (`UNDO`, `ABANDONED`), or the frozen superblock's.
-        unsafe { SuperBlock::from_raw(self.sb as *mut bindings::super_block) }
-    }
-
     fn state(&self) -> i32 {
         self.state.load(Acquire)
     }
 
     /// The last order's result, once `state` said it is there.
     fn result(&self) -> Result {
-        // Pairs with the full barrier of the `set()` that published it, whichever way this
-        // side saw that (a failed exchange orders nothing).
+        // The acquire load reads the value the thread's `set()` published with `result` before
+        // it (nobody moves `state` from `SYNCED` or `DONE` but this side), and orders `result`
+        // after it; this side may have seen that value through a failed exchange, which
+        // orders nothing.
         let _ = self.state();
         match self.result.load(Relaxed) {
             0 => Ok(()),
@@ -189,23 +190,29 @@ impl Worker {
     fn run(&self) {
         let never = Deadline::never();
         let mut now = self.wait_while(state::IDLE, &never).unwrap_or(state::QUIT);
+        if now == state::QUIT {
+            self.exit();
+            return;
+        }
+        // SAFETY: An order other than `QUIT`: an active reference pins the superblock for as
+        // long as the thread uses it (type invariant).
+        let sb = unsafe { SuperBlock::from_raw(self.sb as *mut bindings::super_block) };
         if now == state::SYNC {
-            self.sync();
+            self.sync(sb);
             now = self
                 .wait_while(state::SYNCED, &never)
                 .unwrap_or(state::QUIT);
         }
         match now {
-            state::COMMIT => self.commit(),
-            state::UNDO => freeze::reset_frozen(self.sb().lock_excl_uninterruptible()),
+            state::COMMIT => self.commit(sb),
+            state::UNDO => freeze::reset_frozen(sb.lock_excl_uninterruptible()),
             _ => {}
         }
         self.exit();
     }
 
     /// The sync, as `syncfs(2)` makes it.
-    fn sync(&self) {
-        let sb = self.sb();
+    fn sync(&self, sb: &SuperBlock) {
         self.stage.store(uapi::WAIT_UMOUNT, Relaxed);
         let ret = sb.sync_shared(&|stage| self.stage.store(stage, Relaxed));
         self.result
@@ -215,8 +222,7 @@ impl Worker {
     }
 
     /// The commit, from `s_umount` on.
-    fn commit(&self) {
-        let sb = self.sb();
+    fn commit(&self, sb: &SuperBlock) {
         self.stage.store(uapi::WAIT_UMOUNT, Relaxed);
         let s = sb.lock_excl_uninterruptible();
         if !self.set(state::COMMIT, state::COMMITTING) {
@@ -226,13 +232,13 @@ impl Worker {
         }
         self.stage.store(uapi::WAIT_COMMIT, Relaxed);
         let who = (self.who, self.owner as *const c_void);
-        let may_complete = || {
+        let claim = || {
             self.result.store(0, Relaxed);
             self.set(state::COMMITTING, state::DONE)
         };
         // SAFETY: The attempt handed levels 1 and 2 on before ordering the commit, and gave up
         // taking them back when `COMMITTING` won above.
-        let ret = unsafe { freeze::commit_handed(s, who, &may_complete) };
+        let ret = unsafe { freeze::commit_handed(s, who, &claim) };
         if let Err(e) = ret {
             self.result.store(e.to_errno(), Relaxed);
             // Undone already; an attempt that gave up (`ABANDONED`) waits for nothing.
@@ -282,6 +288,8 @@ impl WorkerHandle {
         }
         let (who, owner) = holder.who();
         let new = ListArc::pin_init(
+            // INVARIANT: `IDLE`; the attempt gives an order only while it holds an active
+            // reference.
             try_pin_init!(Worker {
                 sb: sb.as_raw() as usize,
                 who,

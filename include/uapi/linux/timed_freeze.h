@@ -116,7 +116,11 @@
  * describe the attempt before the pause.
  *
  * The out fields are written whenever the freeze was tried (any result but
- * the argument errors EFAULT, EINVAL, E2BIG, EBADF, EPERM, EOPNOTSUPP).
+ * the argument errors EFAULT, EINVAL, E2BIG, EBADF, EPERM, EOPNOTSUPP);
+ * after a failure, without a page fault: for a struct in a shared mapping
+ * of a file whose page is not writable at that moment they may be left as
+ * they were (the freeze's own thread or stopped storage could make a fault
+ * wait).
  * When they cannot be written after a successful freeze, the freeze is
  * undone and the ioctl fails with EFAULT: nothing is left frozen.
  */
