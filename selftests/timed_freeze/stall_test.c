@@ -30,7 +30,10 @@
  * The report names the wait the deadline ended, not what failed after it:
  * a freeze waiting for another's partial freeze that, at its deadline,
  * cannot retake s_umount (a syncfs() stuck in writeback holds it) says
- * PARTIAL, not UMOUNT.
+ * PARTIAL, not UMOUNT.  And the caller's own result must not make it wait
+ * for the storage: with the argument struct in a shared mapping of a file on
+ * the stopped filesystem, a freeze that gave up still returns by its
+ * deadline.
  *
  * The filesystems are mounted lazytime, so that a writer's timestamp update
  * waits for nothing of the storage, and ext4 noinit_itable: its background
@@ -620,7 +623,7 @@ static int others_in_d_state(struct __test_metadata *_metadata, int *ours)
 	int tids[256], n = 0, bad = 0;
 	struct dirent *p, *t;
 	unsigned int flags;
-	char state, comm[64], path[64];
+	char state, comm[64], path[320];
 	DIR *procs, *tasks;
 
 	*ours = 0;
@@ -892,5 +895,52 @@ XFAIL_ADD(nbdfs, ext4, idle_stock);
 XFAIL_ADD(nbdfs, xfs, idle_stock);
 XFAIL_ADD(nbdfs, ext4, freeze_fs_stalls_midway_stock);
 XFAIL_ADD(nbdfs, xfs, freeze_fs_stalls_midway_stock);
+
+/*
+ * The result written back after a freeze that gave up, with the argument
+ * struct in a shared mapping of a file on the filesystem whose storage
+ * stopped: the attempt's sync started the writeback of the struct's page
+ * (the module wrote the struct once before freezing, which dirtied it), and
+ * a write fault on a page under writeback waits for it (stable writes).  The
+ * ioctl must still return by its deadline: the result is written without a
+ * fault, or left as it was.
+ */
+TEST_F_TIMEOUT(nbdfs, result_in_a_mapping_on_stopped_storage, 120)
+{
+	const unsigned long long deadline_ms =
+		tf_default_deadline_ns(TIMEOUT_MS * NSEC_PER_MSEC, RETRIES) / NSEC_PER_MSEC;
+	struct timed_freeze_args *a;
+	char page[4096] = { 0 };
+	int fd, ret;
+	pid_t pid;
+
+	fd = openat(self->e.mfd, "args", O_RDWR | O_CREAT | O_TRUNC, 0644);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ((ssize_t)sizeof(page), pwrite(fd, page, sizeof(page), 0));
+	ASSERT_EQ(0, fsync(fd));
+	a = mmap(NULL, sizeof(page), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	ASSERT_NE(MAP_FAILED, a);
+	a->size = sizeof(*a);
+	a->timeout_ns = TIMEOUT_MS * NSEC_PER_MSEC;
+	a->retries = RETRIES;
+	a->fd = self->e.mfd;
+	ASSERT_EQ(0, msync(a, sizeof(page), MS_SYNC));
+	ASSERT_EQ(0, syncfs(self->e.mfd));
+	ASSERT_EQ(0, nbd_cmd(&self->e.nbd, 's'));
+	pid = fork();
+	if (pid == 0)
+		_exit(ioctl(self->e.dev, TIMED_FREEZE_IOC_FREEZE, a) ? errno : 0);
+	ret = tf_wait_child(pid, deadline_ms + SLACK_MS);
+	if (ret < 0) {
+		TH_LOG("the ioctl did not return within %llu ms: resuming the server",
+		       deadline_ms + SLACK_MS);
+		nbd_cmd(&self->e.nbd, 'r');
+		tf_wait_child(pid, 30000);
+	}
+	EXPECT_EQ(ETIMEDOUT, ret);
+	munmap(a, sizeof(page));
+	check_after_resume(_metadata, &self->e, variant->type, NULL, 0);
+}
 
 TEST_HARNESS_MAIN
