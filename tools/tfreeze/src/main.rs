@@ -291,10 +291,16 @@ fn explain_timeout(mnt: &Path, a: &uapi::FreezeArgs) -> String {
     } else {
         String::new()
     };
+    let after = if a.gave_up == uapi::WAIT_COMMIT {
+        "The filesystem's own freeze is still waiting for its storage: until the storage takes \
+         that write, the module holds the freeze and the filesystem's writers wait; then it \
+         undoes the freeze by itself."
+    } else {
+        "Nothing was left frozen: writers go on as before."
+    };
     format!(
         "freezing {mnt} timed out: {} attempt(s) in {:.3} s, which kept writers out for \
-         {:.3} s in all; the last gave up waiting for {}{writers}. Nothing was left frozen: \
-         writers go on as before.",
+         {:.3} s in all; the last gave up waiting for {}{writers}. {after}",
         a.attempts,
         a.elapsed_ns as f64 / 1e9,
         a.blocked_ns as f64 / 1e9,
@@ -711,6 +717,15 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("Nothing was left frozen"), "{m}");
+        let a = uapi::FreezeArgs {
+            attempts: 2,
+            gave_up: uapi::WAIT_COMMIT,
+            ..Default::default()
+        };
+        let m = explain_timeout(Path::new("/mnt"), &a);
+        assert!(m.contains("the filesystem's own freeze"), "{m}");
+        assert!(m.contains("still waiting for its storage"), "{m}");
+        assert!(!m.contains("Nothing was left frozen"), "{m}");
         let a = uapi::FreezeArgs {
             attempts: 1,
             ..Default::default()

@@ -28,6 +28,8 @@ pub const TIMEOUT_MAX_NS: u64 = c::TIMED_FREEZE_TIMEOUT_MAX_NS;
 pub const RETRIES_MAX: u32 = c::TIMED_FREEZE_RETRIES_MAX;
 pub const DEADLINE_MAX_NS: u64 = c::TIMED_FREEZE_DEADLINE_MAX_NS;
 pub const OWNED_EXITED: u32 = c::TIMED_FREEZE_OWNED_EXITED;
+/// `gave_up` of a commit that gave up: the module's thread still holds the freeze.
+pub const WAIT_COMMIT: u32 = c::TIMED_FREEZE_WAIT_COMMIT;
 const MAGIC: u8 = c::TIMED_FREEZE_IOC_MAGIC as u8;
 
 nix::ioctl_readwrite!(ioc_freeze, MAGIC, 1, FreezeArgs);
