@@ -36,8 +36,9 @@
 //! do not pile up on storage that hangs. The thread holds a reference on the module
 //! (`rust/helpers.c: tf_spawn()`): `rmmod` says `EBUSY` until it exits.
 //!
-//! Who may write `frozen`: only a holder of `s_umount` for write, as everywhere in the kernel.
-//! The attempt writes it while it holds `s_umount`; after it dropped it, only the thread does.
+//! Who may write `frozen`: only a holder of `s_umount` for write, as everywhere in the kernel:
+//! the attempt while it holds `s_umount` (or takes it again for its undo), the thread once it
+//! has taken it.
 
 use crate::fault;
 use crate::freeze::{self, Holder, SuperBlock};
@@ -53,9 +54,10 @@ use kernel::{
     },
 };
 
-/// Where the thread and its attempt are: `Worker::state`. The attempt moves it from `IDLE`,
-/// `SYNCED` and `COMMIT`; the thread from `SYNC` and `COMMITTING`; every move is a
-/// compare-and-exchange, so that when both move at once exactly one wins.
+/// Where the thread and its attempt are: `Worker::state`. The attempt gives the orders (from
+/// `IDLE` and `SYNCED`) and gives up (from `SYNC`, `COMMIT` and `COMMITTING`); the thread
+/// reports (from `SYNC` and `COMMITTING`) and takes the commit on (from `COMMIT`). Every move is
+/// a compare-and-exchange, so that when both move at once exactly one wins.
 mod state {
     /// Started; waits for an order.
     pub(super) const IDLE: i32 = 0;
