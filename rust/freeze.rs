@@ -857,7 +857,7 @@ fn level_down_write<'a>(
 }
 
 /// How a sync failed.
-pub(crate) enum SyncError {
+enum SyncError {
     /// Before the filesystem's `->sync_fs(sb, 1)` had an effect: undo as after any failure.
     Before(Error),
     /// After it: the filesystem may have acted on the freeze it saw coming.
@@ -881,11 +881,7 @@ impl From<SyncError> for Error {
 ///
 /// An error `->sync_fs()` returns is the filesystem's: it undid what it did (xfs returns
 /// before stopping its GC). Only the block device's flush that follows can fail after it.
-pub(crate) fn sync_steps(
-    sb: &SuperBlock,
-    stage: &dyn Fn(u32),
-    faults: bool,
-) -> Result<(), SyncError> {
+fn sync_steps(sb: &SuperBlock, stage: &dyn Fn(u32), faults: bool) -> Result<(), SyncError> {
     let raw = sb.as_raw();
     let sync_fs = sb.ops().sync_fs;
     // Every `unsafe` block below makes a call of `sync_filesystem()` on a live superblock
