@@ -33,7 +33,10 @@ struct tf_fs {
 	char mnt[96];
 	int mfd;		/* O_DIRECTORY fd on the mounted fs */
 	const char *dm;		/* mounted from this dm-linear device over the loop, or NULL */
-	char loop[32];		/* then: its loop device */
+	const char *lvm;	/* or from an LVM LV over the loop: "classic" or "thin" */
+	char vg[32];		/* then: its volume group (the LV is "origin") */
+	char loop[32];		/* the loop device of either */
+	char dev[96];		/* what is mounted: the image, or the dm or LVM device */
 };
 
 static inline unsigned long long tf_now_ns(void)
@@ -79,16 +82,71 @@ static inline int tf_fs_missing(const char *type)
 }
 
 /*
+ * LVM in the test VM, which has no udev: the commands make their device
+ * nodes themselves, and keep their locks, backups and device list out of
+ * the read-only /etc and /run.  LVM_SYSTEM_DIR names the configuration's
+ * directory for every command the test runs.
+ */
+static inline int tf_lvm_config(const struct tf_fs *fs)
+{
+	char path[128];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/lvm", fs->dir);
+	if (mkdir(path, 0755) || setenv("LVM_SYSTEM_DIR", path, 1) ||
+	    setenv("LVM_SUPPRESS_FD_WARNINGS", "1", 1))
+		return -1;
+	snprintf(path, sizeof(path), "%s/lvm/lvm.conf", fs->dir);
+	f = fopen(path, "w");
+	if (!f)
+		return -1;
+	/* Only its own loop device is scanned (each command scans them all). */
+	fprintf(f, "devices { obtain_device_list_from_udev = 0 use_devicesfile = 0\n"
+		   "  filter = [ \"a|^%s$|\", \"r|.*|\" ] }\n"
+		   "activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }\n"
+		   "global { locking_dir = \"%s/lvm\" event_activation = 0 }\n"
+		   "backup { backup_dir = \"%s/lvm\" archive = 0 }\n", fs->loop, fs->dir, fs->dir);
+	return fclose(f);
+}
+
+/* A volume group on @fs->loop and in it the LV "origin", classic or thin. */
+static inline int tf_lvm_setup(struct tf_fs *fs)
+{
+	if (tf_lvm_config(fs))
+		return -1;
+	snprintf(fs->vg, sizeof(fs->vg), "tfvg%d", getpid());
+	if (tf_run("pvcreate -qq %s && vgcreate -qq %s %s >/dev/null", fs->loop, fs->vg,
+		   fs->loop))
+		return -1;
+	/* 320 MiB: xfs's least; classic: room left for the snapshot's store. */
+	if (!strcmp(fs->lvm, "thin"))
+		return tf_run("lvcreate -qq -L 400M -T %s/pool >/dev/null && %s %s/pool %s",
+			      fs->vg, "lvcreate -qq -V 320M -T", fs->vg, "-n origin >/dev/null");
+	return tf_run("lvcreate -qq -L 320M -n origin %s >/dev/null", fs->vg);
+}
+
+/* Every LV of the group resumed and removed, then the group and the PV. */
+static inline void tf_lvm_teardown(struct tf_fs *fs)
+{
+	tf_run("for d in $(dmsetup ls | awk '/^%s-/ { print $1 }'); do %s; done",
+	       fs->vg, "dmsetup resume $d >/dev/null 2>&1");
+	tf_run("vgremove -qq -ff %s >/dev/null 2>&1; pvremove -qq %s >/dev/null 2>&1",
+	       fs->vg, fs->loop);
+}
+
+/*
  * mkfs and loop-mount a filesystem of @type; 0 or -1.  With @fs->dm set,
  * the filesystem is made and mounted on a dm-linear device of that name
- * over the loop device (a device-mapper suspend then freezes it).
+ * over the loop device (a device-mapper suspend then freezes it); with
+ * @fs->lvm, on the LV "origin" of a volume group there (an LVM snapshot
+ * freezes it).
  */
 static inline int tf_fs_setup(struct tf_fs *fs, const char *type)
 {
 	const char *mkfs = !strcmp(type, "xfs") ? "mkfs.xfs -q -f" :
 			   !strcmp(type, "gfs2") ? "mkfs.gfs2 -O -q -p lock_nolock -j 1" :
 			   "mkfs.ext4 -q -F";
-	char dev[96];
+	char *dev = fs->dev;
 
 	snprintf(fs->dir, sizeof(fs->dir), "/tmp/tf.XXXXXX");
 	fs->mfd = -1;
@@ -98,10 +156,11 @@ static inline int tf_fs_setup(struct tf_fs *fs, const char *type)
 		return -1;
 	snprintf(fs->img, sizeof(fs->img), "%s/img", fs->dir);
 	snprintf(fs->mnt, sizeof(fs->mnt), "%s/mnt", fs->dir);
-	if (mkdir(fs->mnt, 0755) || tf_run("truncate -s 320M %s", fs->img))
+	if (mkdir(fs->mnt, 0755) || tf_run("truncate -s %s %s", fs->lvm ? "640M" : "320M",
+					   fs->img))
 		return -1;
-	snprintf(dev, sizeof(dev), "%s", fs->img);
-	if (fs->dm) {
+	snprintf(dev, sizeof(fs->dev), "%s", fs->img);
+	if (fs->dm || fs->lvm) {
 		char cmd[160];
 		FILE *p;
 
@@ -114,16 +173,24 @@ static inline int tf_fs_setup(struct tf_fs *fs, const char *type)
 		}
 		pclose(p);
 		fs->loop[strcspn(fs->loop, "\n")] = '\0';
+	}
+	if (fs->lvm) {
+		if (tf_lvm_setup(fs))
+			return -1;
+		snprintf(dev, sizeof(fs->dev), "/dev/mapper/%s-origin", fs->vg);
+	} else if (fs->dm) {
+		char cmd[160];
+
 		snprintf(cmd, sizeof(cmd), "0 $(blockdev --getsz %s) linear %s 0", fs->loop,
 			 fs->loop);
 		/* No udev in the test VM: the node is made by dmsetup mknodes. */
 		if (tf_run("dmsetup create %s --table \"%s\" && dmsetup mknodes %s", fs->dm, cmd,
 			   fs->dm))
 			return -1;
-		snprintf(dev, sizeof(dev), "/dev/mapper/%s", fs->dm);
+		snprintf(dev, sizeof(fs->dev), "/dev/mapper/%s", fs->dm);
 	}
 	if (tf_run("%s %s >/dev/null 2>&1 && mount -t %s %s %s %s", mkfs, dev, type,
-		   fs->dm ? "" : "-o loop", dev, fs->mnt))
+		   fs->loop[0] ? "" : "-o loop", dev, fs->mnt))
 		return -1;
 	fs->mfd = open(fs->mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return fs->mfd < 0 ? -1 : 0;
@@ -136,12 +203,13 @@ static inline void tf_fs_teardown(struct tf_fs *fs)
 		close(fs->mfd);
 	}
 	umount2(fs->mnt, 0);
-	if (fs->dm) {
+	if (fs->lvm && fs->vg[0])
+		tf_lvm_teardown(fs);
+	else if (fs->dm)
 		tf_run("dmsetup resume %s >/dev/null 2>&1; dmsetup remove %s >/dev/null 2>&1",
 		       fs->dm, fs->dm);
-		if (fs->loop[0])
-			tf_run("losetup -d %s", fs->loop);
-	}
+	if (fs->loop[0])
+		tf_run("losetup -d %s", fs->loop);
 	umount2(fs->dir, MNT_DETACH);
 	rmdir(fs->dir);
 }

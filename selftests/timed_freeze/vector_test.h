@@ -52,7 +52,7 @@ static inline void check_integrity(struct __test_metadata *_metadata,
 	umount2(self->v.src_mnt, MNT_DETACH);
 	ASSERT_EQ(0, umount2(self->fs.mnt, 0));
 	EXPECT_EQ(0, tf_run(strcmp(type, "xfs") ? "e2fsck -fn %s >/dev/null 2>&1" :
-			    "xfs_repair -n %s >/dev/null 2>&1", self->fs.img));
+			    "xfs_repair -n %s >/dev/null 2>&1", self->fs.dev));
 	d = task_in_d_state();
 	EXPECT_EQ(NULL, d) TH_LOG("task in D state: %s", d);
 }
