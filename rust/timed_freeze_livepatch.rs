@@ -29,9 +29,18 @@
 //!   whose holder thaws exclusively whatever its freeze returned;
 //! - never on a filesystem with its own `->freeze_super` (gfs2, whose cluster freeze calls
 //!   `freeze_super()` from its own code with a userspace holder);
-//! - never under `xfs_fs_goingdown()` (`XFS_IOC_GOINGDOWN` with the default flag, which
-//!   takes a failed `bdev_freeze()` for success and skips the shutdown it was asked for),
-//!   recognised on the stack ([`from_xfs_goingdown`]).
+//! - never a shutdown: the `bdev_freeze()` of an `FS_IOC_SHUTDOWN` ioctl (ext4, xfs's
+//!   `XFS_IOC_GOINGDOWN`, f2fs, exfat, ntfs3, ntfs), told from the system call the task is in, not
+//!   from the functions on its stack ([`in_shutdown`]);
+//! - never a `bdev_freeze()` of a device that is not claimed by the superblock alone: when
+//!   several superblocks share a device, `fs_bdev_freeze()` swallows one's failure and reports
+//!   the device frozen, so a deadline there would turn into a snapshot of a live filesystem
+//!   ([`sole_on_device`]).
+//!
+//! At load, the module checks that every freeze it covers reaches the functions it replaces
+//! (`freeze_super()`, and `bdev_freeze()`, replaced to tell which device a `bdev_freeze()`
+//! freezes) and refuses to load, naming the function, where a compiler's copy or inlined body
+//! would bypass them (`tf_klp_check_entries()` in `rust/livepatch.c`).
 //!
 //! Differences from `freeze_super()` are those of [`freeze`] (the module docs there): a timed
 //! freeze's are the timed attempt's; an untimed one keeps the original's order, and its waits
@@ -75,14 +84,21 @@ module! {
 }
 
 // The C side, `rust/livepatch.c` (see there why it is C). None has preconditions beyond its
-// pointer arguments being valid for what it says it does with them.
+// pointer arguments being valid for what it says it does with them. The bindgen type of
+// `super_block` contains empty structs, which the lint cannot tell apart from unsized ones
+// (as in `rust/helpers.rs`).
+#[allow(improper_ctypes)]
 extern "C" {
     /// `klp_enable_patch()` of the static patch; from module init only.
     fn tf_klp_enable() -> c_int;
+    /// Whether every freeze the module covers reaches the patched functions; logs why not.
+    fn tf_klp_check_entries() -> c_int;
     /// Stores the three parameters, each read once.
     fn tf_klp_params(timeout_ms: *mut c_uint, retries: *mut c_uint, holders: *mut c_uint);
-    /// Whether the NUL-terminated function `name` is on the current task's stack.
-    fn tf_klp_called_from(name: *const c_char) -> bool;
+    /// Whether the current task is in an `FS_IOC_SHUTDOWN` ioctl.
+    fn tf_klp_in_shutdown_ioctl() -> bool;
+    /// Whether the device the current task's `bdev_freeze()` freezes is claimed by `sb`.
+    fn tf_klp_bdev_freeze_is_sole(sb: *const bindings::super_block) -> bool;
     /// `get_task_comm()` of the current task into `buf` (`TASK_COMM_LEN` bytes).
     fn tf_klp_current_comm(buf: *mut c_char);
 }
@@ -169,12 +185,25 @@ enum Untimed {
     Exclusive,
     /// The filesystem has its own `->freeze_super`.
     OwnFreezeSuper,
-    /// `XFS_IOC_GOINGDOWN`'s freeze.
-    XfsGoingdown,
+    /// A shutdown's `bdev_freeze()`.
+    Shutdown,
+    /// A `bdev_freeze()` of a device other superblocks may share, or of an unknown device.
+    SharedDevice,
 }
 
-/// The deadline of each attempt of a freeze by `who`, or why it has none; `goingdown` is
-/// asked last, and only of a `bdev_freeze()` that would otherwise get one.
+/// What a `bdev_freeze()` freezes for, as far as the deadline is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BdevFreeze {
+    /// A shutdown (`FS_IOC_SHUTDOWN`).
+    Shutdown,
+    /// A device that other superblocks may share, or one not known.
+    Shared,
+    /// A device claimed by the superblock alone: its failure is `bdev_freeze()`'s.
+    Sole,
+}
+
+/// The deadline of each attempt of a freeze by `who`, or why it has none; `bdev` is asked
+/// last, and only of a `bdev_freeze()` that would otherwise get one.
 ///
 /// An exclusive kernel freeze never gets one: its holder thaws with `thaw_super(FREEZE_EXCL)`
 /// whatever its freeze returned (suspend's `filesystems_thaw()`), which warns on a
@@ -183,7 +212,7 @@ fn plan(
     cfg: &Config,
     who: u32,
     own_freeze_super: bool,
-    goingdown: impl FnOnce() -> bool,
+    bdev: impl FnOnce() -> BdevFreeze,
 ) -> Result<Delta, Untimed> {
     let caller = Caller::of(who);
     if cfg.timeout_ms == 0 {
@@ -198,23 +227,46 @@ fn plan(
     if own_freeze_super {
         return Err(Untimed::OwnFreezeSuper);
     }
-    if caller == Caller::Bdev && goingdown() {
-        return Err(Untimed::XfsGoingdown);
+    if caller == Caller::Bdev {
+        match bdev() {
+            BdevFreeze::Shutdown => return Err(Untimed::Shutdown),
+            BdevFreeze::Shared => return Err(Untimed::SharedDevice),
+            BdevFreeze::Sole => (),
+        }
     }
     Ok(Delta::from_millis(i64::from(cfg.timeout_ms)))
 }
 
-/// Whether `xfs_fs_goingdown()` called us (through `bdev_freeze()`).
-fn from_xfs_goingdown() -> bool {
-    // SAFETY: A NUL-terminated name; the function only reads the current task's stack.
-    unsafe { tf_klp_called_from(c"xfs_fs_goingdown".as_char_ptr()) }
+/// Whether the current task is in a shutdown ioctl (`FS_IOC_SHUTDOWN`, whatever the
+/// filesystem calls it): its `bdev_freeze()` must happen, deadline or not.
+fn in_shutdown() -> bool {
+    // SAFETY: No arguments; the function reads the current task's saved registers.
+    unsafe { tf_klp_in_shutdown_ioctl() }
+}
+
+/// Whether the device the current task's `bdev_freeze()` freezes is claimed by `sb` alone.
+fn sole_on_device(sb: &SuperBlock) -> bool {
+    // SAFETY: `sb` is alive; the function compares its address with the device's holder.
+    unsafe { tf_klp_bdev_freeze_is_sole(sb.as_raw()) }
+}
+
+/// What the current task's `bdev_freeze()` of `sb` is for.
+fn bdev_freeze_of(sb: &SuperBlock) -> BdevFreeze {
+    if in_shutdown() {
+        BdevFreeze::Shutdown
+    } else if sole_on_device(sb) {
+        BdevFreeze::Sole
+    } else {
+        BdevFreeze::Shared
+    }
 }
 
 /// The counters of `/sys/kernel/debug/timed_freeze_livepatch/stats`.
 struct Stats {
     calls: Atomic<u64>,
     untimed: Atomic<u64>,
-    untimed_goingdown: Atomic<u64>,
+    untimed_shutdown: Atomic<u64>,
+    untimed_shared_device: Atomic<u64>,
     timed: Atomic<u64>,
     frozen: Atomic<u64>,
     frozen_after_undo: Atomic<u64>,
@@ -228,7 +280,8 @@ struct Stats {
 static STATS: Stats = Stats {
     calls: Atomic::new(0),
     untimed: Atomic::new(0),
-    untimed_goingdown: Atomic::new(0),
+    untimed_shutdown: Atomic::new(0),
+    untimed_shared_device: Atomic::new(0),
     timed: Atomic::new(0),
     frozen: Atomic::new(0),
     frozen_after_undo: Atomic::new(0),
@@ -266,7 +319,12 @@ impl fmt::Debug for StatsView {
         let get = |a: &Atomic<u64>| a.load(Relaxed);
         writeln!(f, "calls: {}", get(&s.calls))?;
         writeln!(f, "untimed: {}", get(&s.untimed))?;
-        writeln!(f, "untimed_xfs_goingdown: {}", get(&s.untimed_goingdown))?;
+        writeln!(f, "untimed_shutdown: {}", get(&s.untimed_shutdown))?;
+        writeln!(
+            f,
+            "untimed_shared_device: {}",
+            get(&s.untimed_shared_device)
+        )?;
         writeln!(f, "timed: {}", get(&s.timed))?;
         writeln!(f, "frozen: {}", get(&s.frozen))?;
         writeln!(f, "frozen_after_undo: {}", get(&s.frozen_after_undo))?;
@@ -301,12 +359,14 @@ unsafe extern "C" fn tf_klp_freeze_super(
     let cfg = Config::get();
     STATS.calls.add(1, Relaxed);
 
-    let timeout = match plan(&cfg, who, sb.has_own_freeze_super(), from_xfs_goingdown) {
+    let timeout = match plan(&cfg, who, sb.has_own_freeze_super(), || bdev_freeze_of(sb)) {
         Ok(t) => t,
         Err(why) => {
             STATS.untimed.add(1, Relaxed);
-            if why == Untimed::XfsGoingdown {
-                STATS.untimed_goingdown.add(1, Relaxed);
+            match why {
+                Untimed::Shutdown => STATS.untimed_shutdown.add(1, Relaxed),
+                Untimed::SharedDevice => STATS.untimed_shared_device.add(1, Relaxed),
+                _ => (),
             }
             return to_errno(freeze_untimed(sb, holder));
         }
@@ -387,6 +447,8 @@ impl kernel::InPlaceModule for TimedFreezeLivepatch {
             _debugfs: dir,
         })
         .pin_chain(|_| {
+            // SAFETY: From module init, before the patch is enabled; takes no arguments.
+            kernel::error::to_result(unsafe { tf_klp_check_entries() })?;
             // SAFETY: From module init, as klp_enable_patch() requires; the patch and its
             // tables are static.
             kernel::error::to_result(unsafe { tf_klp_enable() })?;
@@ -458,7 +520,7 @@ mod tests {
     fn which_freezes_get_the_deadline() {
         let all = 7;
         let asked = Cell::new(false);
-        let goingdown = |answer: bool| {
+        let bdev = |answer: BdevFreeze| {
             let asked = &asked;
             move || {
                 asked.set(true);
@@ -483,18 +545,35 @@ mod tests {
             ),
         ];
         for (c, who, own, want) in cases {
-            assert_eq!(plan(&c, who, own, goingdown(true)), want);
-            // The stack is looked at only for a bdev_freeze() that would get a deadline.
+            assert_eq!(plan(&c, who, own, bdev(BdevFreeze::Sole)), want);
+            // The device is looked at only for a bdev_freeze() that would get a deadline.
             assert!(!asked.get());
         }
         assert_eq!(
-            plan(&cfg(500, all), BDEV, false, goingdown(true)),
-            Err(Untimed::XfsGoingdown)
-        );
-        assert!(asked.get());
-        assert_eq!(
-            plan(&cfg(60000, all), BDEV, false, goingdown(false)),
+            plan(&cfg(60000, all), BDEV, false, bdev(BdevFreeze::Sole)),
             ms(60000)
         );
+        assert!(asked.get());
+    }
+
+    #[test]
+    fn shutdowns_and_shared_devices_never_get_one() {
+        let bdev = |answer| move || answer;
+        for holders in [2, 3, 7] {
+            for ms in [1, 500, 60000] {
+                let c = cfg(ms, holders);
+                // A shutdown's freeze happens, whatever the parameters say.
+                assert_eq!(
+                    plan(&c, BDEV, false, bdev(BdevFreeze::Shutdown)),
+                    Err(Untimed::Shutdown)
+                );
+                // fs_bdev_freeze() would swallow a timed-out superblock's failure.
+                assert_eq!(
+                    plan(&c, BDEV, false, bdev(BdevFreeze::Shared)),
+                    Err(Untimed::SharedDevice)
+                );
+                assert!(plan(&c, BDEV, false, bdev(BdevFreeze::Sole)).is_ok());
+            }
+        }
     }
 }

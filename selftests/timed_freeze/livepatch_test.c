@@ -10,10 +10,17 @@
  *   timed out") in bounded time, nothing frozen, nothing lost;
  *   dmsetup suspend of a dm-linear device under fsA: an error in bounded
  *   time instead of a hang, the device not left suspended;
+ *   lvcreate --snapshot of fsA's LV, classic and thin: a failure in bounded
+ *   time, the origin active and writable, no snapshot LV left;
+ *   the shutdown ioctl (ext4, xfs) is never timed: it waits as today's and
+ *   the filesystem is shut down once the chain is broken; nor is the
+ *   freeze of a device two superblocks share (EROFS's blob device);
  *   disabling the patch while a freeze waits in it: the transition ends
  *   once that freeze returned, and the module unloads;
  *   the mode off (timeout_ms=0) or the patch gone: today's behaviour,
- *   FIFREEZE and the dm suspend wedge (XFAIL, then rescued).
+ *   FIFREEZE, the dm suspend and lvcreate wedge (XFAIL, then rescued);
+ *   the load-time check refuses an entry point that does not call the
+ *   patched function, naming it.
  *
  * The module is used when loaded, else loaded from $TF_KLP_MODULE (the
  * .ko's path); without either, or without CONFIG_LIVEPATCH, it skips.  A
@@ -139,8 +146,9 @@ struct klp_env {
 static const char *const klp_params[] = { "timeout_ms", "retries", "holders" };
 
 /*
- * The vector of @type and @kind (on the dm device @dm when not NULL), and,
- * with @load, the module loaded (again, when a case before unloaded it).
+ * The vector of @type and @kind (on the dm device @dm when not NULL, on an
+ * LVM LV when @k->e.fs.lvm says which), and, with @load, the module loaded
+ * (again, when a case before unloaded it).
  */
 static void klp_env_setup(struct __test_metadata *_metadata, struct klp_env *k,
 			  const char *type, enum vec_kind kind, const char *dm, bool load)
@@ -151,8 +159,13 @@ static void klp_env_setup(struct __test_metadata *_metadata, struct klp_env *k,
 	k->e.v.dev = -1;
 	if (why)
 		SKIP(return, "%s", why);
-	if (dm && tf_run("command -v dmsetup >/dev/null"))
+	if ((dm || k->e.fs.lvm) && tf_run("command -v dmsetup >/dev/null"))
 		SKIP(return, "no dmsetup");
+	if (k->e.fs.lvm && tf_run("command -v lvcreate >/dev/null"))
+		SKIP(return, "no LVM (lvm2)");
+	why = !k->e.fs.lvm ? NULL : strcmp(k->e.fs.lvm, "thin") ? "snapshot" : "thin-pool";
+	if (why && tf_run("dmsetup targets | grep -qw %s", why))
+		SKIP(return, "no dm %s target in this kernel", why);
 	if (access("/sys/kernel/livepatch", F_OK))
 		SKIP(return, "no live patching in this kernel (CONFIG_LIVEPATCH)");
 	if (load) {
@@ -523,11 +536,481 @@ XFAIL_ADD(klp_dm, ext4, dm_suspend_mode_off_wedges);
 XFAIL_ADD(klp_dm, xfs, dm_suspend_mode_off_wedges);
 
 /*
- * Once each, on xfs (its shutdown ioctl; the rest shows the same on ext4),
- * in this order: the freezes the patch leaves alone, then disabling it,
- * then the kernel without it.  The order keeps the live patch's
- * transitions to two (its load, its disable) in a run: each rewrites code
- * that every CPU runs (__schedule()), under emulation too.
+ * fsA on the LV "origin" of a volume group over its loop device: an LVM
+ * snapshot of it, classic (dm-snapshot) or thin, suspends the origin with
+ * its filesystem frozen (dm's lock_fs() -> bdev_freeze()).
+ */
+FIXTURE(klp_lvm) {
+	struct klp_env k;
+	char dm[48];		/* the origin's dm device */
+};
+
+FIXTURE_VARIANT(klp_lvm) {
+	const char *type;
+	const char *lvm;
+};
+
+FIXTURE_VARIANT_ADD(klp_lvm, ext4_classic) {
+	.type = "ext4",
+	.lvm = "classic",
+};
+
+FIXTURE_VARIANT_ADD(klp_lvm, xfs_classic) {
+	.type = "xfs",
+	.lvm = "classic",
+};
+
+FIXTURE_VARIANT_ADD(klp_lvm, ext4_thin) {
+	.type = "ext4",
+	.lvm = "thin",
+};
+
+FIXTURE_VARIANT_ADD(klp_lvm, xfs_thin) {
+	.type = "xfs",
+	.lvm = "thin",
+};
+
+FIXTURE_SETUP(klp_lvm)
+{
+	self->k.e.fs.lvm = variant->lvm;
+	klp_env_setup(_metadata, &self->k, variant->type, VEC_FUSE, NULL, true);
+	snprintf(self->dm, sizeof(self->dm), "%s-origin", self->k.e.fs.vg);
+}
+
+FIXTURE_TEARDOWN(klp_lvm)
+{
+	klp_env_teardown(_metadata, &self->k);
+}
+
+/* Start lvcreate --snapshot of the origin (classic: a 64 MiB store). */
+static pid_t lvm_snapshot(struct klp_env *k, int *errfd)
+{
+	char origin[48];
+	const char *const classic[] = { "lvcreate", "-qq", "-s", "-L", "64M", "-n", "snap",
+					origin, NULL };
+	const char *const thin[] = { "lvcreate", "-qq", "-s", "-n", "snap", origin, NULL };
+
+	snprintf(origin, sizeof(origin), "%s/origin", k->e.fs.vg);
+	return spawn(strcmp(k->e.fs.lvm, "thin") ? classic : thin, errfd);
+}
+
+/*
+ * wait_writers_blocked() for up to a minute: lvcreate makes and clears the
+ * snapshot's store before it suspends the origin, slowly under emulation.
+ */
+static pid_t lvm_writers_blocked(struct klp_env *k)
+{
+	pid_t probe = -1;
+
+	for (int i = 0; i < 6 && probe < 0; i++)
+		probe = wait_writers_blocked(&k->e);
+	return probe;
+}
+
+/* Whether the group has an LV named snap. */
+static int lvm_has_snapshot(const char *vg)
+{
+	return !tf_run("lvs --noheadings -o lv_name %s 2>/dev/null | grep -qw snap", vg);
+}
+
+/*
+ * Whether any LV of the group is a snapshot or an origin of one: lv_attr's
+ * volume type (s, S: snapshot; o, O: origin), or a thin LV with an origin.
+ */
+static int lvm_has_snapshot_of_origin(const char *vg)
+{
+	return !tf_run("lvs --noheadings -o lv_attr,origin %s 2>/dev/null | %s", vg,
+		       "awk '$1 ~ /^[sSoO]/ || $2 != \"\" { f = 1 } END { exit !f }'");
+}
+
+/* Whether the origin LV is active (lvs' lv_active). */
+static int lvm_origin_active(const char *vg)
+{
+	return !tf_run("lvs --noheadings -o lv_active %s/origin 2>/dev/null | grep -qw active",
+		       vg);
+}
+
+/*
+ * What a spawn()ed lvcreate wrote to stderr, in @err, its lines joined with
+ * '|'; closes @errfd.  Its warnings are left out: the VM runner takes any
+ * "WARNING:" on the console for the kernel's.
+ */
+static void lvm_stderr(int errfd, char *err, size_t n)
+{
+	char buf[2048], *line, *pos;
+	size_t len = 0;
+	ssize_t r;
+
+	while (len < sizeof(buf) - 1 && (r = read(errfd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += r;
+	buf[len] = '\0';
+	close(errfd);
+	err[0] = '\0';
+	for (pos = buf; (line = strsep(&pos, "\n"));) {
+		if (!*line || strstr(line, "WARNING"))
+			continue;
+		snprintf(err + strlen(err), n - strlen(err), "%s%s", err[0] ? "|" : "", line);
+	}
+}
+
+/*
+ * The snapshot on the vector, the daemon holding its answer: its freeze
+ * gives up at its deadline (2 x 1000 ms), lvcreate fails with the
+ * suspend's "Connection timed out", and no snapshot is left: no LV of the
+ * group is a snapshot or has one, the origin is active, not suspended and
+ * writable, the daemon's write included.  lvm2 (2.03) has no undo for a
+ * classic snapshot whose origin fails to suspend, whatever the reason: it
+ * keeps the exception store, made before the suspend, as a plain LV and
+ * the origin's "-real" device, and says "Manual intervention required".
+ * The intervention, lvremove of the store and lvchange --refresh of the
+ * origin, leaves nothing of the attempt.
+ */
+TEST_F_TIMEOUT(klp_lvm, lvm_snapshot_times_out, 180)
+{
+	long long timeouts = klp_stat("timeouts_bdev");
+	unsigned long long t0, t1, ms, frozen_ms;
+	pid_t pid, probe;
+	char err[1024];
+	int errfd, st;
+
+	klp_set(_metadata, 1000, 1);
+	ASSERT_EQ(0, start_thread_a(&self->k.e));
+	t0 = tf_now_ns();
+	pid = lvm_snapshot(&self->k, &errfd);
+	ASSERT_LE(0, pid);
+	probe = lvm_writers_blocked(&self->k);
+	ASSERT_LE(0, probe);
+	t1 = tf_now_ns();
+	ASSERT_EQ(0, send_byte(self->k.e.ctl.go[1]));
+	st = tf_wait_child(pid, 60000);
+	ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
+	frozen_ms = (tf_now_ns() - t1) / NSEC_PER_MSEC;
+	ASSERT_LE(0, st);
+	lvm_stderr(errfd, err, sizeof(err));
+	TH_LOG("lvcreate --snapshot (%s): exit %d after %llu ms, %llu ms after writers",
+	       variant->lvm, st, ms, frozen_ms);
+	TH_LOG("were blocked (bound %llu): %s", 2000 + SLACK_MS, err);
+	EXPECT_NE(0, st);
+	EXPECT_NE(NULL, strstr(err, "Connection timed out"));
+	/* The freeze began before the writers were seen blocked. */
+	EXPECT_LE(frozen_ms, 2000 + SLACK_MS);
+	EXPECT_EQ(timeouts + 1, klp_stat("timeouts_bdev"));
+	EXPECT_FALSE(lvm_has_snapshot_of_origin(self->k.e.fs.vg));
+	EXPECT_TRUE(lvm_origin_active(self->k.e.fs.vg));
+	EXPECT_FALSE(dm_suspended(self->dm));
+	if (lvm_has_snapshot(self->k.e.fs.vg)) {
+		TH_LOG("lvm2 left the exception store as a plain LV: lvremove %s/snap",
+		       self->k.e.fs.vg);
+		EXPECT_EQ(0, tf_run("lvremove -qq -y %s/snap >/dev/null && %s %s/origin",
+				    self->k.e.fs.vg, "lvchange -qq --refresh", self->k.e.fs.vg));
+	}
+	EXPECT_FALSE(lvm_has_snapshot(self->k.e.fs.vg));
+	/* Of the attempt, no device-mapper device is left either. */
+	EXPECT_NE(0, tf_run("dmsetup ls | grep -q '^%s-\\(snap\\|origin-real\\)'",
+			    self->k.e.fs.vg));
+	unfrozen_then_finish(_metadata, &self->k.e, variant->type, probe);
+}
+
+/*
+ * The snapshot on the vector, the daemon answering once its write got
+ * through: the first attempt gives up at 1000 ms, its undo lets the daemon
+ * write, thread A leaves, and the retry freezes: lvcreate makes the
+ * snapshot, and the data is whole.
+ */
+TEST_F_TIMEOUT(klp_lvm, lvm_snapshot_breaks_the_chain, 180)
+{
+	long long after_undo = klp_stat("frozen_after_undo");
+	unsigned long long t0, ms;
+	pid_t pid, probe;
+	char err[1024];
+	int errfd, st;
+
+	klp_set(_metadata, 1000, 2);
+	ASSERT_EQ(0, start_thread_a(&self->k.e));
+	t0 = tf_now_ns();
+	pid = lvm_snapshot(&self->k, &errfd);
+	ASSERT_LE(0, pid);
+	probe = lvm_writers_blocked(&self->k);
+	ASSERT_LE(0, probe);
+	ASSERT_EQ(0, send_byte(self->k.e.ctl.go[1]));
+	ASSERT_EQ(0, send_byte(self->k.e.ctl.ans[1]));
+	st = tf_wait_child(pid, 60000);
+	ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
+	ASSERT_LE(0, st);
+	lvm_stderr(errfd, err, sizeof(err));
+	TH_LOG("lvcreate --snapshot (%s): exit %d after %llu ms: %s", variant->lvm, st, ms,
+	       err);
+	EXPECT_EQ(0, st);
+	EXPECT_EQ(after_undo + 1, klp_stat("frozen_after_undo"));
+	EXPECT_TRUE(lvm_has_snapshot_of_origin(self->k.e.fs.vg));
+	EXPECT_FALSE(dm_suspended(self->dm));
+	EXPECT_EQ(0, tf_wait_child(probe, 5000));
+	EXPECT_TRUE(wait_event(self->k.e.ctl.evt[0], 'w', 5000));
+	finish_thread_a(_metadata, &self->k.e, variant->type);
+}
+
+/*
+ * The mode off: the snapshot's freeze waits as today's (XFAIL); rescued,
+ * it completes, and the snapshot is made.
+ */
+TEST_F_TIMEOUT(klp_lvm, lvm_snapshot_mode_off_wedges, 180)
+{
+	pid_t pid, probe;
+	char err[1024];
+	int errfd, st;
+
+	klp_set(_metadata, 0, 0);
+	ASSERT_EQ(0, send_byte(self->k.e.ctl.ans[1]));
+	ASSERT_EQ(0, start_thread_a(&self->k.e));
+	pid = lvm_snapshot(&self->k, &errfd);
+	ASSERT_LE(0, pid);
+	probe = lvm_writers_blocked(&self->k);
+	ASSERT_LE(0, probe);
+	ASSERT_EQ(0, send_byte(self->k.e.ctl.go[1]));
+	st = tf_wait_child(pid, WATCHDOG_MS);
+	TH_LOG("lvcreate --snapshot (%s), mode off: %s within %d ms", variant->lvm,
+	       st < 0 ? "did not return" : "returned", WATCHDOG_MS);
+	if (st < 0)
+		tf_wedged("lvcreate --snapshot did not return within %d ms", WATCHDOG_MS);
+
+	/* Rescue: the daemon's request fails, A leaves, the snapshot is made. */
+	ASSERT_EQ(0, vector_rescue(&self->k.e));
+	pthread_join(self->k.e.a, NULL);
+	self->k.e.a_started = 0;
+	if (st < 0)
+		st = tf_wait_child(pid, 60000);
+	lvm_stderr(errfd, err, sizeof(err));
+	ASSERT_EQ(0, st) TH_LOG("lvcreate: %s", err);
+	EXPECT_TRUE(lvm_has_snapshot_of_origin(self->k.e.fs.vg));
+	EXPECT_FALSE(dm_suspended(self->dm));
+	EXPECT_EQ(0, tf_wait_child(probe, 5000));
+	ASSERT_TRUE(wait_event(self->k.e.ctl.evt[0], 'w', 5000));
+	check_integrity(_metadata, &self->k.e, variant->type, 0);
+}
+
+XFAIL_ADD(klp_lvm, ext4_classic, lvm_snapshot_mode_off_wedges);
+XFAIL_ADD(klp_lvm, xfs_classic, lvm_snapshot_mode_off_wedges);
+XFAIL_ADD(klp_lvm, ext4_thin, lvm_snapshot_mode_off_wedges);
+XFAIL_ADD(klp_lvm, xfs_thin, lvm_snapshot_mode_off_wedges);
+
+/*
+ * The shutdown ioctl (FS_IOC_SHUTDOWN: ext4's EXT4_IOC_SHUTDOWN, xfs's
+ * XFS_IOC_GOINGDOWN) in its default mode freezes through bdev_freeze(),
+ * then shuts the filesystem down.  A shutdown must happen: its freeze never
+ * gets the deadline, whatever the parameters say.
+ */
+FIXTURE(klp_shutdown) {
+	struct klp_env k;
+};
+
+FIXTURE_VARIANT(klp_shutdown) {
+	const char *type;
+};
+
+FIXTURE_VARIANT_ADD(klp_shutdown, ext4) {
+	.type = "ext4",
+};
+
+FIXTURE_VARIANT_ADD(klp_shutdown, xfs) {
+	.type = "xfs",
+};
+
+FIXTURE_SETUP(klp_shutdown)
+{
+	klp_env_setup(_metadata, &self->k, variant->type, VEC_FUSE, NULL, true);
+}
+
+FIXTURE_TEARDOWN(klp_shutdown)
+{
+	klp_env_teardown(_metadata, &self->k);
+}
+
+/* include/uapi/linux/fs.h, for older userspace headers. */
+#ifndef FS_IOC_SHUTDOWN
+#define FS_IOC_SHUTDOWN			_IOR('X', 125, __u32)
+#endif
+/* FS_IOC_SHUTDOWN's default flag: freeze, then shut down. */
+#define TF_SHUTDOWN_FLAGS_DEFAULT	0
+
+/* Idle: the shutdown's freeze runs untimed, and the filesystem is shut down. */
+TEST_F_TIMEOUT(klp_shutdown, shutdown_is_not_timed, 120)
+{
+	long long untimed = klp_stat("untimed_shutdown");
+	__u32 flags = TF_SHUTDOWN_FLAGS_DEFAULT;
+
+	klp_set(_metadata, 300, 0);
+	ASSERT_EQ(0, ioctl(self->k.e.fs.mfd, FS_IOC_SHUTDOWN, &flags));
+	EXPECT_EQ(untimed + 1, klp_stat("untimed_shutdown"));
+	EXPECT_EQ(-1, openat(self->k.e.fs.mfd, "after", O_WRONLY | O_CREAT, 0644));
+	EXPECT_EQ(EIO, errno);
+}
+
+/*
+ * On the vector, with the deadline set to @ms: the shutdown's freeze waits
+ * as today's (with a deadline, ext4 would fail with ETIMEDOUT and xfs
+ * return 0, both with the filesystem still up); once the daemon's request
+ * fails, the freeze completes and the filesystem is shut down.
+ */
+static void shutdown_on_the_vector(struct __test_metadata *_metadata, struct klp_env *k,
+				   unsigned int ms)
+{
+	__u32 flags = TF_SHUTDOWN_FLAGS_DEFAULT;
+	unsigned long long t0, t1;
+	pid_t pid, probe;
+	int st;
+
+	klp_set(_metadata, ms, 0);
+	ASSERT_EQ(0, send_byte(k->e.ctl.ans[1]));
+	ASSERT_EQ(0, start_thread_a(&k->e));
+	t0 = tf_now_ns();
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (pid == 0)
+		_exit(ioctl(k->e.fs.mfd, FS_IOC_SHUTDOWN, &flags) ? errno : 0);
+	probe = wait_writers_blocked(&k->e);
+	ASSERT_LE(0, probe);
+	ASSERT_EQ(0, send_byte(k->e.ctl.go[1]));
+	/* Ten deadlines later it still waits, as it would without the patch. */
+	st = tf_wait_child(pid, 3000);
+	TH_LOG("shutdown on the vector (timeout_ms %u): %s within 3000 ms (status %d)", ms,
+	       st < 0 ? "did not return" : "returned", st);
+	EXPECT_EQ(-1, st);
+
+	ASSERT_EQ(0, vector_rescue(&k->e));
+	t1 = tf_now_ns();
+	pthread_join(k->e.a, NULL);
+	k->e.a_started = 0;
+	EXPECT_EQ(0, tf_wait_child(pid, 10000));
+	TH_LOG("shutdown returned %llu ms after it began, %llu ms after the rescue",
+	       (tf_now_ns() - t0) / NSEC_PER_MSEC, (tf_now_ns() - t1) / NSEC_PER_MSEC);
+	/* Shut down: writes fail, the blocked ones too. */
+	EXPECT_EQ(-1, openat(k->e.fs.mfd, "after", O_WRONLY | O_CREAT, 0644));
+	EXPECT_EQ(EIO, errno);
+	tf_wait_child(probe, 5000);
+}
+
+/* The mode on: as without the module, which the case below shows. */
+TEST_F_TIMEOUT(klp_shutdown, shutdown_on_the_vector_shuts_down, 120)
+{
+	shutdown_on_the_vector(_metadata, &self->k, 300);
+}
+
+/* The mode off (timeout_ms 0): the same wait, the same shutdown. */
+TEST_F_TIMEOUT(klp_shutdown, shutdown_mode_off_on_the_vector_shuts_down, 120)
+{
+	shutdown_on_the_vector(_metadata, &self->k, 0);
+}
+
+/*
+ * A device two superblocks share: two EROFS mounts of one image, each
+ * from a loop device of its own (so two superblocks), with their chunks on
+ * one blob device, a dm-linear device here, which EROFS claims for its
+ * filesystem type.  dmsetup suspend of the blob freezes both through
+ * fs_bdev_freeze(), which keeps the device frozen and swallows one's
+ * failure: neither gets the deadline.
+ */
+/*
+ * The setup's shell steps, run in its directory with $1 the dm device: the
+ * image and its blob, the blob behind dm, the image on two loop devices,
+ * each mounted (the loop devices listed in "loops").
+ */
+static const char *const klp_shared_steps[] = {
+	"set -e",
+	"mkdir -p src m1 m2 && echo shared > src/f",
+	"mkfs.erofs --blobdev=blob.img --chunksize=4096 prim.img src >/dev/null 2>&1",
+	"b=$(losetup -f --show blob.img) && echo $b > loops",
+	"dmsetup create $1 --table \"0 $(blockdev --getsz $b) linear $b 0\"",
+	"dmsetup mknodes $1",
+	"for m in m1 m2; do",
+	"	p=$(losetup -f --show prim.img) && echo $p >> loops",
+	"	mount -t erofs -o device=/dev/mapper/$1 $p $m",
+	"done",
+};
+
+FIXTURE(klp_shared) {
+	char dir[64];
+	char dm[32];
+	char saved[3][32];
+	int ready;
+};
+
+FIXTURE_SETUP(klp_shared)
+{
+	const char *why;
+	char path[96];
+	FILE *f;
+
+	if (tf_run("grep -qw erofs /proc/filesystems"))
+		SKIP(return, "no EROFS in this kernel");
+	if (tf_run("mkfs.erofs --help 2>&1 | grep -q -- --blobdev"))
+		SKIP(return, "no mkfs.erofs with --blobdev (erofs-utils 1.5+)");
+	if (tf_run("command -v dmsetup >/dev/null"))
+		SKIP(return, "no dmsetup");
+	why = klp_missing(_metadata);
+	if (why)
+		SKIP(return, "%s", why);
+	for (int i = 0; i < 3; i++)
+		klp_param_get(klp_params[i], self->saved[i], sizeof(self->saved[i]));
+	snprintf(self->dm, sizeof(self->dm), "tf-blob-%d", getpid());
+	snprintf(self->dir, sizeof(self->dir), "/tmp/tf.XXXXXX");
+	ASSERT_NE(NULL, mkdtemp(self->dir));
+	ASSERT_EQ(0, mount("tf-tmp", self->dir, "tmpfs", 0, "size=64m"));
+	self->ready = 1;
+	snprintf(path, sizeof(path), "%s/setup.sh", self->dir);
+	f = fopen(path, "w");
+	ASSERT_NE(NULL, f);
+	for (size_t i = 0; i < ARRAY_SIZE(klp_shared_steps); i++)
+		fprintf(f, "%s\n", klp_shared_steps[i]);
+	ASSERT_EQ(0, fclose(f));
+	ASSERT_EQ(0, tf_run("cd %s && sh setup.sh %s", self->dir, self->dm));
+}
+
+FIXTURE_TEARDOWN(klp_shared)
+{
+	if (!self->ready)
+		return;
+	tf_run("dmsetup resume %s >/dev/null 2>&1; umount %s/m1 %s/m2 2>/dev/null; "
+	       "dmsetup remove %s >/dev/null 2>&1", self->dm, self->dir, self->dir, self->dm);
+	tf_run("for l in $(cat %s/loops 2>/dev/null); do losetup -d $l; done", self->dir);
+	umount2(self->dir, MNT_DETACH);
+	rmdir(self->dir);
+	for (int i = 0; i < 3; i++)
+		if (self->saved[i][0])
+			klp_param_set(klp_params[i], self->saved[i]);
+}
+
+/*
+ * The suspend freezes both superblocks without a deadline (a timed-out
+ * one would be swallowed, and the device reported frozen with it live);
+ * the counter says why, once for each.
+ */
+TEST_F_TIMEOUT(klp_shared, shared_device_is_never_timed, 120)
+{
+	long long shared = klp_stat("untimed_shared_device");
+	long long timed = klp_stat("timed");
+	char got[16];
+
+	klp_set(_metadata, 300, 0);
+	ASSERT_EQ(0, tf_run("dmsetup suspend %s", self->dm));
+	EXPECT_TRUE(dm_suspended(self->dm));
+	EXPECT_EQ(shared + 2, klp_stat("untimed_shared_device"));
+	EXPECT_EQ(timed, klp_stat("timed"));
+	ASSERT_EQ(0, tf_run("dmsetup resume %s", self->dm));
+	/* Both mounts read the blob's chunks. */
+	for (int i = 1; i <= 2; i++) {
+		char path[96];
+
+		snprintf(path, sizeof(path), "%s/m%d/f", self->dir, i);
+		ASSERT_EQ(0, tf_read_str(path, got, sizeof(got)));
+		EXPECT_STREQ("shared", got);
+	}
+}
+
+/*
+ * Once each, on xfs, in this order: disabling the patch, then the kernel
+ * without it.  The order keeps the live patch's transitions to two (its
+ * load, its disable) in a run: each rewrites code that every CPU runs
+ * (__schedule()), under emulation too.
  */
 FIXTURE(klp_once) {
 	struct klp_env k;
@@ -549,65 +1032,6 @@ FIXTURE_SETUP(klp_once)
 FIXTURE_TEARDOWN(klp_once)
 {
 	klp_env_teardown(_metadata, &self->k);
-}
-
-/* xfs's XFS_IOC_GOINGDOWN (include/uapi of xfsprogs: xfs_fs.h). */
-#define TF_XFS_IOC_GOINGDOWN		_IOR('X', 125, __u32)
-#define TF_XFS_GOING_FLAGS_DEFAULT	0	/* freeze, then shut down */
-
-/*
- * xfs's shutdown takes a failed bdev_freeze() for success and skips the
- * shutdown: the patch leaves its freeze without a deadline, so the
- * shutdown it was asked for happens (a write then fails with EIO).
- */
-TEST_F_TIMEOUT(klp_once, xfs_goingdown_is_not_timed, 120)
-{
-	long long untimed = klp_stat("untimed_xfs_goingdown");
-	__u32 flags = TF_XFS_GOING_FLAGS_DEFAULT;
-
-	klp_set(_metadata, 300, 0);
-	ASSERT_EQ(0, ioctl(self->k.e.fs.mfd, TF_XFS_IOC_GOINGDOWN, &flags));
-	EXPECT_EQ(untimed + 1, klp_stat("untimed_xfs_goingdown"));
-	EXPECT_EQ(-1, openat(self->k.e.fs.mfd, "after", O_WRONLY | O_CREAT, 0644));
-	EXPECT_EQ(EIO, errno);
-}
-
-/*
- * The same on the vector: the shutdown's freeze waits as today's (a
- * deadline would make xfs return 0 with the filesystem still up); once
- * the daemon's request fails, the freeze completes and the filesystem is
- * shut down.
- */
-TEST_F_TIMEOUT(klp_once, xfs_goingdown_on_the_vector_shuts_down, 120)
-{
-	__u32 flags = TF_XFS_GOING_FLAGS_DEFAULT;
-	pid_t pid, probe;
-	int st;
-
-	klp_set(_metadata, 300, 0);
-	ASSERT_EQ(0, send_byte(self->k.e.ctl.ans[1]));
-	ASSERT_EQ(0, start_thread_a(&self->k.e));
-	pid = fork();
-	ASSERT_LE(0, pid);
-	if (pid == 0)
-		_exit(ioctl(self->k.e.fs.mfd, TF_XFS_IOC_GOINGDOWN, &flags) ? errno : 0);
-	probe = wait_writers_blocked(&self->k.e);
-	ASSERT_LE(0, probe);
-	ASSERT_EQ(0, send_byte(self->k.e.ctl.go[1]));
-	/* Ten deadlines later it still waits, as it would without the patch. */
-	st = tf_wait_child(pid, 3000);
-	TH_LOG("GOINGDOWN on the vector: %s within 3000 ms (status %d)",
-	       st < 0 ? "did not return" : "returned", st);
-	EXPECT_EQ(-1, st);
-
-	ASSERT_EQ(0, vector_rescue(&self->k.e));
-	pthread_join(self->k.e.a, NULL);
-	self->k.e.a_started = 0;
-	EXPECT_EQ(0, tf_wait_child(pid, 10000));
-	/* Shut down: writes fail, the blocked ones too. */
-	EXPECT_EQ(-1, openat(self->k.e.fs.mfd, "after", O_WRONLY | O_CREAT, 0644));
-	EXPECT_EQ(EIO, errno);
-	tf_wait_child(probe, 5000);
 }
 
 /*
@@ -685,5 +1109,31 @@ TEST_F_TIMEOUT(klp_gone, patch_gone_wedges, 120)
 }
 
 XFAIL_ADD(klp_gone, xfs, patch_gone_wedges);
+
+/*
+ * The load-time check, pointed at a function that reaches freeze_super()
+ * only through another function (as a caller of a compiler's copy or an
+ * inlined body would): the module refuses to load and names it.  Refused
+ * before its patch is enabled, so no transition.  A malformed value is
+ * refused too.
+ */
+TEST_F_TIMEOUT(klp_gone, load_check_refuses_a_bypass, 120)
+{
+	const char *ko = getenv("TF_KLP_MODULE");
+	char line[256];
+
+	if (!ko)
+		SKIP(return, "TF_KLP_MODULE: the .ko, to load it");
+	ASSERT_EQ(0, klp_unload());
+	ASSERT_NE(0, tf_run("insmod %s check_also=__dm_suspend:freeze_super 2>/dev/null", ko));
+	EXPECT_NE(0, access("/sys/module/" KLP_NAME, F_OK));
+	ASSERT_EQ(0, tf_run("dmesg | grep -m1 '%s' > /tmp/tf-klp-refused",
+			    "__dm_suspend() does not call freeze_super()"));
+	ASSERT_EQ(0, tf_read_str("/tmp/tf-klp-refused", line, sizeof(line)));
+	TH_LOG("%s", line);
+	EXPECT_NE(0, tf_run("insmod %s check_also=freeze_super 2>/dev/null", ko));
+	EXPECT_NE(0, tf_run("insmod %s check_also=fs_bdev_freeze:thaw_super 2>/dev/null", ko));
+	EXPECT_NE(0, access("/sys/module/" KLP_NAME, F_OK));
+}
 
 TEST_HARNESS_MAIN
