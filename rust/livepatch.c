@@ -404,6 +404,12 @@ static unsigned int tf_klp_rel32_len(const u8 *p, unsigned long left)
  */
 #define TF_KLP_PADDING	(IS_ENABLED(CONFIG_CALL_PADDING) ? CONFIG_FUNCTION_PADDING_BYTES : 0)
 
+/* Whether @dest is @fn, or the padding before it. */
+static bool tf_klp_is_call_to(unsigned long dest, unsigned long fn)
+{
+	return dest + TF_KLP_PADDING >= fn && dest <= fn;
+}
+
 /* Whether @dest is the start of a compiler's copy of @name ("name.isra.0"). */
 static bool tf_klp_is_copy_of(unsigned long dest, const char *name)
 {
@@ -438,8 +444,7 @@ static void tf_klp_scan(unsigned long start, unsigned long size,
 			continue;
 		dest = start + i + len +
 		       (long)(s32)get_unaligned((const u32 *)(code + i + len - 4));
-		if ((dest + TF_KLP_PADDING >= target && dest <= target) ||
-		    (dest + TF_KLP_PADDING >= alt && dest <= alt))
+		if (tf_klp_is_call_to(dest, target) || tf_klp_is_call_to(dest, alt))
 			*calls = true;
 		else if (!*copy && (tf_klp_is_copy_of(dest, target_name) ||
 				    tf_klp_is_copy_of(dest, alt_name)))

@@ -191,19 +191,9 @@ enum Untimed {
     SharedDevice,
 }
 
-/// What a `bdev_freeze()` freezes for, as far as the deadline is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum BdevFreeze {
-    /// A shutdown (`FS_IOC_SHUTDOWN`).
-    Shutdown,
-    /// A device that other superblocks may share, or one not known.
-    Shared,
-    /// A device claimed by the superblock alone: its failure is `bdev_freeze()`'s.
-    Sole,
-}
-
-/// The deadline of each attempt of a freeze by `who`, or why it has none; `bdev` is asked
-/// last, and only of a `bdev_freeze()` that would otherwise get one.
+/// The deadline of each attempt of a freeze by `who`, or why it has none; `bdev` (why the
+/// device being frozen allows none, if it does not) is asked last, and only of a
+/// `bdev_freeze()` that would otherwise get one.
 ///
 /// An exclusive kernel freeze never gets one: its holder thaws with `thaw_super(FREEZE_EXCL)`
 /// whatever its freeze returned (suspend's `filesystems_thaw()`), which warns on a
@@ -212,7 +202,7 @@ fn plan(
     cfg: &Config,
     who: u32,
     own_freeze_super: bool,
-    bdev: impl FnOnce() -> BdevFreeze,
+    bdev: impl FnOnce() -> Result<(), Untimed>,
 ) -> Result<Delta, Untimed> {
     let caller = Caller::of(who);
     if cfg.timeout_ms == 0 {
@@ -228,11 +218,7 @@ fn plan(
         return Err(Untimed::OwnFreezeSuper);
     }
     if caller == Caller::Bdev {
-        match bdev() {
-            BdevFreeze::Shutdown => return Err(Untimed::Shutdown),
-            BdevFreeze::Shared => return Err(Untimed::SharedDevice),
-            BdevFreeze::Sole => (),
-        }
+        bdev()?;
     }
     Ok(Delta::from_millis(i64::from(cfg.timeout_ms)))
 }
@@ -250,14 +236,15 @@ fn sole_on_device(sb: &SuperBlock) -> bool {
     unsafe { tf_klp_bdev_freeze_is_sole(sb.as_raw()) }
 }
 
-/// What the current task's `bdev_freeze()` of `sb` is for.
-fn bdev_freeze_of(sb: &SuperBlock) -> BdevFreeze {
+/// Why the current task's `bdev_freeze()` of `sb` gets no deadline: a shutdown, or a device
+/// other superblocks may share (or one not known); `Ok` when it may get one.
+fn bdev_freeze_of(sb: &SuperBlock) -> Result<(), Untimed> {
     if in_shutdown() {
-        BdevFreeze::Shutdown
+        Err(Untimed::Shutdown)
     } else if sole_on_device(sb) {
-        BdevFreeze::Sole
+        Ok(())
     } else {
-        BdevFreeze::Shared
+        Err(Untimed::SharedDevice)
     }
 }
 
@@ -520,7 +507,7 @@ mod tests {
     fn which_freezes_get_the_deadline() {
         let all = 7;
         let asked = Cell::new(false);
-        let bdev = |answer: BdevFreeze| {
+        let bdev = |answer: Result<(), Untimed>| {
             let asked = &asked;
             move || {
                 asked.set(true);
@@ -545,14 +532,11 @@ mod tests {
             ),
         ];
         for (c, who, own, want) in cases {
-            assert_eq!(plan(&c, who, own, bdev(BdevFreeze::Sole)), want);
+            assert_eq!(plan(&c, who, own, bdev(Ok(()))), want);
             // The device is looked at only for a bdev_freeze() that would get a deadline.
             assert!(!asked.get());
         }
-        assert_eq!(
-            plan(&cfg(60000, all), BDEV, false, bdev(BdevFreeze::Sole)),
-            ms(60000)
-        );
+        assert_eq!(plan(&cfg(60000, all), BDEV, false, bdev(Ok(()))), ms(60000));
         assert!(asked.get());
     }
 
@@ -564,15 +548,15 @@ mod tests {
                 let c = cfg(ms, holders);
                 // A shutdown's freeze happens, whatever the parameters say.
                 assert_eq!(
-                    plan(&c, BDEV, false, bdev(BdevFreeze::Shutdown)),
+                    plan(&c, BDEV, false, bdev(Err(Untimed::Shutdown))),
                     Err(Untimed::Shutdown)
                 );
                 // fs_bdev_freeze() would swallow a timed-out superblock's failure.
                 assert_eq!(
-                    plan(&c, BDEV, false, bdev(BdevFreeze::Shared)),
+                    plan(&c, BDEV, false, bdev(Err(Untimed::SharedDevice))),
                     Err(Untimed::SharedDevice)
                 );
-                assert!(plan(&c, BDEV, false, bdev(BdevFreeze::Sole)).is_ok());
+                assert!(plan(&c, BDEV, false, bdev(Ok(()))).is_ok());
             }
         }
     }

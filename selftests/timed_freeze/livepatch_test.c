@@ -145,6 +145,23 @@ struct klp_env {
 
 static const char *const klp_params[] = { "timeout_ms", "retries", "holders" };
 
+/* The parameters as they are now, into @saved (timeout_ms, retries, holders). */
+static void klp_params_save(char saved[3][32])
+{
+	for (int i = 0; i < 3; i++)
+		klp_param_get(klp_params[i], saved[i], sizeof(saved[i]));
+}
+
+/* The parameters klp_params_save() saved, when it did (the module loaded). */
+static void klp_params_restore(char saved[3][32])
+{
+	if (access(KLP_PARAMS, F_OK))
+		return;
+	for (int i = 0; i < 3; i++)
+		if (saved[i][0])
+			klp_param_set(klp_params[i], saved[i]);
+}
+
 /*
  * The vector of @type and @kind (on the dm device @dm when not NULL, on an
  * LVM LV when @k->e.fs.lvm says which), and, with @load, the module loaded
@@ -173,8 +190,7 @@ static void klp_env_setup(struct __test_metadata *_metadata, struct klp_env *k,
 		if (why)
 			SKIP(return, "%s", why);
 		ASSERT_EQ(0, access(KLP_SYSFS, F_OK));
-		for (int i = 0; i < 3; i++)
-			klp_param_get(klp_params[i], k->saved[i], sizeof(k->saved[i]));
+		klp_params_save(k->saved);
 	}
 	k->e.fs.dm = dm;
 	ret = vector_setup(&k->e, type, kind);
@@ -191,10 +207,7 @@ static void klp_env_teardown(struct __test_metadata *_metadata, struct klp_env *
 {
 	/* The teardown thaws: a deadline must not be left to end its freeze. */
 	vector_teardown(&k->e);
-	if (!access(KLP_PARAMS, F_OK))
-		for (int i = 0; i < 3; i++)
-			if (k->saved[i][0])
-				klp_param_set(klp_params[i], k->saved[i]);
+	klp_params_restore(k->saved);
 	tf_end_wedged(_metadata);
 }
 
@@ -219,19 +232,32 @@ static pid_t spawn(const char *const argv[], int *errfd)
 	return pid;
 }
 
-/* The first line of what spawn()'s child wrote to stderr, in @err; closes @errfd. */
+/*
+ * What spawn()'s child wrote to stderr, in @err, its lines joined with '|';
+ * closes @errfd.  Its warnings are left out (lvcreate's, for one): the VM
+ * runner takes any "WARNING:" on the console for the kernel's.
+ */
 static void spawn_stderr(int errfd, char *err, size_t n)
 {
-	ssize_t len = read(errfd, err, n - 1);
+	char buf[2048], *line, *pos;
+	size_t len = 0;
+	ssize_t r;
 
-	err[len > 0 ? len : 0] = '\0';
-	err[strcspn(err, "\n")] = '\0';
+	while (len < sizeof(buf) - 1 && (r = read(errfd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += r;
+	buf[len] = '\0';
 	close(errfd);
+	err[0] = '\0';
+	for (pos = buf; (line = strsep(&pos, "\n"));) {
+		if (!*line || strstr(line, "WARNING"))
+			continue;
+		snprintf(err + strlen(err), n - strlen(err), "%s%s", err[0] ? "|" : "", line);
+	}
 }
 
 /*
  * Wait up to @ms for @pid of spawn(); its exit status, or -1 when it is
- * still running.  Its stderr's first line in @err once it ended.
+ * still running.  Its stderr in @err once it ended.
  */
 static int spawn_wait(pid_t pid, int errfd, int ms, char *err, size_t n)
 {
@@ -631,29 +657,6 @@ static int lvm_origin_active(const char *vg)
 }
 
 /*
- * What a spawn()ed lvcreate wrote to stderr, in @err, its lines joined with
- * '|'; closes @errfd.  Its warnings are left out: the VM runner takes any
- * "WARNING:" on the console for the kernel's.
- */
-static void lvm_stderr(int errfd, char *err, size_t n)
-{
-	char buf[2048], *line, *pos;
-	size_t len = 0;
-	ssize_t r;
-
-	while (len < sizeof(buf) - 1 && (r = read(errfd, buf + len, sizeof(buf) - 1 - len)) > 0)
-		len += r;
-	buf[len] = '\0';
-	close(errfd);
-	err[0] = '\0';
-	for (pos = buf; (line = strsep(&pos, "\n"));) {
-		if (!*line || strstr(line, "WARNING"))
-			continue;
-		snprintf(err + strlen(err), n - strlen(err), "%s%s", err[0] ? "|" : "", line);
-	}
-}
-
-/*
  * The snapshot on the vector, the daemon holding its answer: its freeze
  * gives up at its deadline (2 x 1000 ms), lvcreate fails with the
  * suspend's "Connection timed out", and no snapshot is left: no LV of the
@@ -686,7 +689,7 @@ TEST_F_TIMEOUT(klp_lvm, lvm_snapshot_times_out, 180)
 	ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
 	frozen_ms = (tf_now_ns() - t1) / NSEC_PER_MSEC;
 	ASSERT_LE(0, st);
-	lvm_stderr(errfd, err, sizeof(err));
+	spawn_stderr(errfd, err, sizeof(err));
 	TH_LOG("lvcreate --snapshot (%s): exit %d after %llu ms, %llu ms after writers",
 	       variant->lvm, st, ms, frozen_ms);
 	TH_LOG("were blocked (bound %llu): %s", 2000 + SLACK_MS, err);
@@ -737,7 +740,7 @@ TEST_F_TIMEOUT(klp_lvm, lvm_snapshot_breaks_the_chain, 180)
 	st = tf_wait_child(pid, 60000);
 	ms = (tf_now_ns() - t0) / NSEC_PER_MSEC;
 	ASSERT_LE(0, st);
-	lvm_stderr(errfd, err, sizeof(err));
+	spawn_stderr(errfd, err, sizeof(err));
 	TH_LOG("lvcreate --snapshot (%s): exit %d after %llu ms: %s", variant->lvm, st, ms,
 	       err);
 	EXPECT_EQ(0, st);
@@ -779,7 +782,7 @@ TEST_F_TIMEOUT(klp_lvm, lvm_snapshot_mode_off_wedges, 180)
 	self->k.e.a_started = 0;
 	if (st < 0)
 		st = tf_wait_child(pid, 60000);
-	lvm_stderr(errfd, err, sizeof(err));
+	spawn_stderr(errfd, err, sizeof(err));
 	ASSERT_EQ(0, st) TH_LOG("lvcreate: %s", err);
 	EXPECT_TRUE(lvm_has_snapshot_of_origin(self->k.e.fs.vg));
 	EXPECT_FALSE(dm_suspended(self->dm));
@@ -949,8 +952,7 @@ FIXTURE_SETUP(klp_shared)
 	why = klp_missing(_metadata);
 	if (why)
 		SKIP(return, "%s", why);
-	for (int i = 0; i < 3; i++)
-		klp_param_get(klp_params[i], self->saved[i], sizeof(self->saved[i]));
+	klp_params_save(self->saved);
 	snprintf(self->dm, sizeof(self->dm), "tf-blob-%d", getpid());
 	snprintf(self->dir, sizeof(self->dir), "/tmp/tf.XXXXXX");
 	ASSERT_NE(NULL, mkdtemp(self->dir));
@@ -974,9 +976,7 @@ FIXTURE_TEARDOWN(klp_shared)
 	tf_run("for l in $(cat %s/loops 2>/dev/null); do losetup -d $l; done", self->dir);
 	umount2(self->dir, MNT_DETACH);
 	rmdir(self->dir);
-	for (int i = 0; i < 3; i++)
-		if (self->saved[i][0])
-			klp_param_set(klp_params[i], self->saved[i]);
+	klp_params_restore(self->saved);
 }
 
 /*
